@@ -1,0 +1,408 @@
+"""The spine of functrans: primitives, abstract values, traces and tracers.
+
+Every transform is an interpreter. An interpreter is a ``Trace``; the values it
+works on are its ``Tracer`` objects. Applying a primitive (``prim.bind(*args)``)
+hands the application to the *current trace*, a per-thread context variable.
+Each trace holds a pointer to its ``parent``, the trace that was current when the
+transform started, and evaluates primal computations by handing them to it. A
+value that is not one of the current trace's tracers is a constant to it.
+
+This is the "stackless" design: no global level counter, no searching of a
+stack for the highest-level tracer; nesting order is simply the parent chain.
+See ``docs/design.md``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from functrans.errors import ConcretizationTypeError, TracerArrayConversionError
+from functrans.errors import UnexpectedTracerError
+
+__all__ = [
+    "Primitive",
+    "ShapedArray",
+    "Trace",
+    "Tracer",
+    "EvalTrace",
+    "Zero",
+    "current_trace",
+    "get_aval",
+    "new_trace",
+    "set_current_trace",
+    "short_dtype_name",
+]
+
+# ---------------------------------------------------------------------------
+# Abstract values
+# ---------------------------------------------------------------------------
+
+_SHORT_DTYPE_NAMES = {
+    "float16": "f16",
+    "float32": "f32",
+    "float64": "f64",
+    "int8": "i8",
+    "int16": "i16",
+    "int32": "i32",
+    "int64": "i64",
+    "uint8": "u8",
+    "uint16": "u16",
+    "uint32": "u32",
+    "uint64": "u64",
+    "bool": "bool",
+    "complex64": "c64",
+    "complex128": "c128",
+}
+
+
+def short_dtype_name(dtype: np.dtype) -> str:
+    """The jaxpr spelling of a dtype: ``f32``, ``i64``, ``bool``..."""
+    return _SHORT_DTYPE_NAMES.get(dtype.name, dtype.name)
+
+
+class ShapedArray:
+    """The abstract value of an array: its shape and dtype.
+
+    ``weak_type`` marks values that came from Python scalars; under NEP 50 they
+    adopt the dtype of the array they are combined with.
+    """
+
+    __slots__ = ("shape", "dtype", "weak_type")
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, weak_type: bool = False):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.weak_type = weak_type
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def update(self, shape=None, dtype=None, weak_type=None) -> ShapedArray:
+        return ShapedArray(
+            self.shape if shape is None else shape,
+            self.dtype if dtype is None else dtype,
+            self.weak_type if weak_type is None else weak_type,
+        )
+
+    def strip_weak_type(self) -> ShapedArray:
+        return ShapedArray(self.shape, self.dtype) if self.weak_type else self
+
+    def str_short(self) -> str:
+        return f"{short_dtype_name(self.dtype)}[{','.join(map(str, self.shape))}]"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ShapedArray)
+            and self.shape == other.shape
+            and self.dtype == other.dtype
+            and self.weak_type == other.weak_type
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.shape, self.dtype, self.weak_type))
+
+    def __repr__(self) -> str:
+        weak = ", weak_type=True" if self.weak_type else ""
+        return f"ShapedArray({self.str_short()}{weak})"
+
+
+_PYTHON_SCALAR_DTYPES = {
+    bool: np.dtype(bool),
+    int: np.dtype(np.int64),
+    float: np.dtype(np.float64),
+    complex: np.dtype(np.complex128),
+}
+
+
+def get_aval(x: Any) -> ShapedArray:
+    """The abstract value of any array-like value or tracer."""
+    if isinstance(x, Tracer):
+        return x.aval
+    if isinstance(x, (np.ndarray, np.generic)):
+        return ShapedArray(x.shape, x.dtype)
+    dtype = _PYTHON_SCALAR_DTYPES.get(type(x))
+    if dtype is not None:
+        return ShapedArray((), dtype, weak_type=True)
+    raise TypeError(f"value of type {type(x).__name__} is not a valid array: {x!r:.60}")
+
+
+def is_inexact(dtype: np.dtype) -> bool:
+    return dtype.kind in "fc"
+
+
+# ---------------------------------------------------------------------------
+# Symbolic zeros
+# ---------------------------------------------------------------------------
+
+
+class Zero:
+    """A tangent or cotangent known to be zero: never materialised unless needed."""
+
+    __slots__ = ("aval",)
+
+    def __init__(self, aval: ShapedArray):
+        self.aval = aval
+
+    def __repr__(self) -> str:
+        return f"Zero({self.aval.str_short()})"
+
+
+def instantiate(t: Any) -> Any:
+    """Turn a symbolic ``Zero`` into a real array of zeros."""
+    if type(t) is Zero:
+        return np.zeros(t.aval.shape, t.aval.dtype)
+    return t
+
+
+# ---------------------------------------------------------------------------
+# Primitives
+# ---------------------------------------------------------------------------
+
+
+class Primitive:
+    """A named operation. Its rules live in slots that the transforms read.
+
+    ``impl(*arrays, **params)``              NumPy evaluation
+    ``abstract_eval(*avals, **params)``     shape/dtype rule -> aval (or list of avals)
+    ``jvp(primals, tangents, **params)``    -> (primal_out, tangent_out)
+    ``vjp``                                 tuple, one rule per operand:
+                                            ``rule(cotangent, ans, *primals, **params)``
+                                            or ``None`` for an operand with no derivative
+    ``batch(args, dims, **params)``         -> (out, out_dim); dims entries are int or None
+    """
+
+    __slots__ = (
+        "name",
+        "multiple_results",
+        "impl",
+        "abstract_eval",
+        "jvp",
+        "vjp",
+        "batch",
+        "reverse",
+        "differentiable",
+    )
+
+    def __init__(self, name: str, multiple_results: bool = False):
+        self.name = name
+        self.multiple_results = multiple_results
+        self.impl: Callable | None = None
+        self.abstract_eval: Callable | None = None
+        self.jvp: Callable | None = None
+        self.vjp: tuple[Callable | None, ...] | None = None
+        self.batch: Callable | None = None
+        # ``reverse(trace, tracers, params)``: a whole reverse-mode rule for primitives
+        # (calls, control flow, custom_vjp) that need to choose their own residuals.
+        self.reverse: Callable | None = None
+        # False for primitives whose outputs never carry a derivative (comparisons...).
+        self.differentiable = True
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def bind(self, *args: Any, **params: Any) -> Any:
+        return _context.trace.process_primitive(self, args, params)
+
+    def def_impl(self, impl: Callable) -> Callable:
+        self.impl = impl
+        return impl
+
+    def def_abstract_eval(self, rule: Callable) -> Callable:
+        self.abstract_eval = rule
+        return rule
+
+    def def_jvp(self, rule: Callable) -> Callable:
+        self.jvp = rule
+        return rule
+
+    def def_vjp(self, *rules: Callable | None) -> None:
+        self.vjp = rules
+
+    def def_batch(self, rule: Callable) -> Callable:
+        self.batch = rule
+        return rule
+
+
+# ---------------------------------------------------------------------------
+# Traces and tracers
+# ---------------------------------------------------------------------------
+
+
+class Trace:
+    """An interpreter. Subclasses implement ``process_primitive``."""
+
+    __slots__ = ("parent", "alive", "name")
+
+    def __init__(self, parent: Trace | None, name: str = "") -> None:
+        self.parent = parent
+        self.alive = True
+        self.name = name
+
+    def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
+        raise NotImplementedError
+
+    def concretize(self, tracer: Tracer, conversion: str) -> Any:
+        """The concrete value of ``tracer`` for a Python conversion, or an error."""
+        raise ConcretizationTypeError(
+            f"{conversion}() was called on a traced value of shape {tracer.shape} "
+            f"inside {self.name or type(self).__name__}"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"
+
+
+class EvalTrace(Trace):
+    """The bottom interpreter: runs each primitive's NumPy implementation."""
+
+    __slots__ = ()
+
+    def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
+        for x in args:
+            if isinstance(x, Tracer):
+                raise UnexpectedTracerError.escaped(x, prim.name)
+        return prim.impl(*args, **params)
+
+
+EVAL_TRACE = EvalTrace(None, "eval")
+
+
+class _Context(threading.local):
+    def __init__(self) -> None:
+        self.trace: Trace = EVAL_TRACE
+
+
+_context = _Context()
+
+
+def current_trace() -> Trace:
+    return _context.trace
+
+
+@contextmanager
+def set_current_trace(trace: Trace):
+    """Make ``trace`` current for the duration of the block (this thread only)."""
+    previous = _context.trace
+    _context.trace = trace
+    try:
+        yield trace
+    finally:
+        _context.trace = previous
+
+
+@contextmanager
+def new_trace(trace_type: type[Trace], name: str = "", **kwargs: Any):
+    """Start a transform: a new trace whose parent is the current one.
+
+    When the block ends the trace dies, so that any of its tracers that leaked out
+    are reported when they are used (``UnexpectedTracerError``).
+    """
+    previous = _context.trace
+    trace = trace_type(previous, name, **kwargs)
+    _context.trace = trace
+    try:
+        yield trace
+    finally:
+        _context.trace = previous
+        trace.alive = False
+
+
+def call_with_trace(trace: Trace, fun: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``fun(*args)`` with ``trace`` current: how a trace runs a rule on its parent."""
+    previous = _context.trace
+    _context.trace = trace
+    try:
+        return fun(*args, **kwargs)
+    finally:
+        _context.trace = previous
+
+
+class Tracer:
+    """A value being traced by a transform. Subclasses define ``aval``.
+
+    Operators, NumPy protocols and array methods are attached by
+    ``functrans.numpy``, so that tracers behave like NumPy arrays.
+    """
+
+    __slots__ = ("_trace",)
+    __array_priority__ = 1000
+
+    @property
+    def aval(self) -> ShapedArray:
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.aval.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.aval.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of unsized object (a traced scalar)")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d traced array")
+        return (self[i] for i in range(self.shape[0]))
+
+    def _concrete(self, conversion: str) -> Any:
+        trace = self._trace
+        if not trace.alive:
+            raise UnexpectedTracerError.escaped(self, conversion)
+        return trace.concretize(self, conversion)
+
+    def __bool__(self) -> bool:
+        return bool(self._concrete("bool"))
+
+    def __int__(self) -> int:
+        return int(self._concrete("int"))
+
+    def __float__(self) -> float:
+        return float(self._concrete("float"))
+
+    def __complex__(self) -> complex:
+        return complex(self._concrete("complex"))
+
+    def __index__(self) -> int:
+        return self._concrete("index").__index__()
+
+    def __array__(self, dtype=None, copy=None):
+        raise TracerArrayConversionError(self)
+
+    def __hash__(self):
+        raise TypeError(f"unhashable type: traced array {self.aval.str_short()}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}<{self.aval.str_short()}>"
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def is_tracer(x: Any) -> bool:
+    return isinstance(x, Tracer)

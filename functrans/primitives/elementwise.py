@@ -1,0 +1,415 @@
+"""Elementwise primitives: arithmetic, transcendental functions, comparisons, select
+and dtype conversion. Operands have one shape (rank-0 operands broadcast) and one
+dtype; the NumPy layer promotes and broadcasts before it binds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from functrans.core import Primitive, ShapedArray, Zero, get_aval
+from functrans.primitives._rules import (
+    add_tangents,
+    batch_elementwise,
+    batch_unary_passthrough,
+    def_bilinear,
+    def_elementwise_derivatives,
+    def_linear,
+    def_zero_derivative,
+    elementwise_abstract_eval,
+    elementwise_dtype,
+    elementwise_shape,
+    instantiate,
+    lift_to_shape,
+    scalar_like,
+    sum_to_shape,
+)
+
+
+def _unary(
+    name: str,
+    impl: Any,
+    partial: Any = None,
+    *,
+    kinds: str | None = "fc",
+    zero_derivative: bool = False,
+    out_dtype: Any = None,
+    doc: str = "",
+) -> tuple[Primitive, Any]:
+    prim = Primitive(name)
+    prim.def_impl(impl)
+    prim.def_abstract_eval(elementwise_abstract_eval(name, kinds, out_dtype))
+    if zero_derivative:
+        def_zero_derivative(prim, 1)
+    else:
+        def_elementwise_derivatives(prim, partial)
+    batch_unary_passthrough(prim)
+
+    def apply(x: Any) -> Any:
+        return prim.bind(x)
+
+    apply.__name__ = name
+    apply.__doc__ = doc or f"Elementwise ``{name}`` primitive."
+    return prim, apply
+
+
+def _binary(
+    name: str, impl: Any, *partials: Any, kinds: str | None = None, doc: str = ""
+) -> tuple[Primitive, Any]:
+    prim = Primitive(name)
+    prim.def_impl(impl)
+    prim.def_abstract_eval(elementwise_abstract_eval(name, kinds))
+    if partials:
+        def_elementwise_derivatives(prim, *partials)
+    batch_elementwise(prim)
+
+    def apply(x: Any, y: Any) -> Any:
+        return prim.bind(x, y)
+
+    apply.__name__ = name
+    apply.__doc__ = doc or f"Elementwise ``{name}`` primitive."
+    return prim, apply
+
+
+# --- linear and bilinear arithmetic ---------------------------------------------
+
+add_p = Primitive("add")
+add_p.def_impl(np.add)
+add_p.def_abstract_eval(elementwise_abstract_eval("add"))
+batch_elementwise(add_p)
+
+
+def add(x: Any, y: Any) -> Any:
+    """``x + y`` for operands of one shape (or rank 0) and one dtype."""
+    return add_p.bind(x, y)
+
+
+def_linear(
+    add_p,
+    lambda g, x, y: sum_to_shape(g, get_aval(x).shape),
+    lambda g, x, y: sum_to_shape(g, get_aval(y).shape),
+)
+
+sub_p = Primitive("sub")
+sub_p.def_impl(np.subtract)
+sub_p.def_abstract_eval(elementwise_abstract_eval("sub"))
+batch_elementwise(sub_p)
+
+
+def sub(x: Any, y: Any) -> Any:
+    """``x - y``."""
+    return sub_p.bind(x, y)
+
+
+def _sub_jvp(primals, tangents):
+    (x, y), (tx, ty) = primals, tangents
+    ans = sub(x, y)
+    if type(tx) is Zero and type(ty) is Zero:
+        return ans, Zero(get_aval(ans))
+    shape = get_aval(ans).shape
+    out = neg(lift_to_shape(ty, shape)) if type(tx) is Zero else lift_to_shape(tx, shape)
+    if type(tx) is not Zero and type(ty) is not Zero:
+        out = sub(out, ty)
+    return ans, out
+
+
+sub_p.def_jvp(_sub_jvp)
+sub_p.def_vjp(
+    lambda g, ans, x, y: sum_to_shape(g, get_aval(x).shape),
+    lambda g, ans, x, y: sum_to_shape(neg(g), get_aval(y).shape),
+)
+
+neg_p, neg = _unary("neg", np.negative, kinds=None, doc="``-x``.")
+def_linear(neg_p, lambda g, x: neg(g))
+
+
+mul_p = Primitive("mul")
+mul_p.def_impl(np.multiply)
+mul_p.def_abstract_eval(elementwise_abstract_eval("mul"))
+batch_elementwise(mul_p)
+
+
+def mul(x: Any, y: Any) -> Any:
+    """``x * y``."""
+    return mul_p.bind(x, y)
+
+
+def _mul_jvp(primals, tangents):
+    (x, y), (tx, ty) = primals, tangents
+    ans = mul(x, y)
+    out = Zero(get_aval(ans))
+    if type(tx) is not Zero:
+        out = lift_to_shape(mul(tx, y), get_aval(ans).shape)
+    if type(ty) is not Zero:
+        out = add_tangents(out, lift_to_shape(mul(x, ty), get_aval(ans).shape))
+    return ans, out
+
+
+mul_p.def_jvp(_mul_jvp)
+mul_p.def_vjp(
+    lambda g, ans, x, y: sum_to_shape(mul(g, y), get_aval(x).shape),
+    lambda g, ans, x, y: sum_to_shape(mul(x, g), get_aval(y).shape),
+)
+
+div_p, div = _binary(
+    "div",
+    np.true_divide,
+    lambda ans, x, y: div(scalar_like(ans, 1), y),
+    lambda ans, x, y: neg(div(ans, y)),
+    kinds="fc",
+    doc="``x / y`` for inexact operands.",
+)
+
+# --- transcendental and other unary functions -------------------------------------
+
+
+def _sigmoid_impl(x: np.ndarray) -> np.ndarray:
+    # exp(-logaddexp(0, -x)) never overflows, unlike 1 / (1 + exp(-x)).
+    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+
+
+def _one(x: Any) -> Any:
+    return scalar_like(x, 1)
+
+
+exp_p, exp = _unary("exp", np.exp, lambda ans, x: ans)
+log_p, log = _unary("log", np.log, lambda ans, x: div(_one(x), x))
+log1p_p, log1p = _unary("log1p", np.log1p, lambda ans, x: div(_one(x), add(_one(x), x)))
+expm1_p, expm1 = _unary("expm1", np.expm1, lambda ans, x: add(ans, _one(x)))
+tanh_p, tanh = _unary("tanh", np.tanh, lambda ans, x: sub(_one(ans), mul(ans, ans)))
+sigmoid_p, sigmoid = _unary(
+    "sigmoid",
+    _sigmoid_impl,
+    lambda ans, x: mul(ans, sub(_one(ans), ans)),
+    doc="Logistic function ``1 / (1 + exp(-x))``, stable for large ``|x|``.",
+)
+sin_p, sin = _unary("sin", np.sin, lambda ans, x: cos(x))
+cos_p, cos = _unary("cos", np.cos, lambda ans, x: neg(sin(x)))
+tan_p, tan = _unary("tan", np.tan, lambda ans, x: add(_one(ans), mul(ans, ans)))
+atan_p, atan = _unary("atan", np.arctan, lambda ans, x: div(_one(x), add(_one(x), mul(x, x))))
+sqrt_p, sqrt = _unary("sqrt", np.sqrt, lambda ans, x: div(scalar_like(ans, 0.5), ans))
+abs_p, abs = _unary("abs", np.abs, lambda ans, x: sign(x), kinds=None)
+sign_p, sign = _unary("sign", np.sign, kinds=None, zero_derivative=True)
+floor_p, floor = _unary("floor", np.floor, zero_derivative=True)
+
+
+# --- powers --------------------------------------------------------------------------
+
+integer_pow_p = Primitive("integer_pow")
+
+
+def integer_pow(x: Any, y: int) -> Any:
+    """``x ** y`` for a static Python integer ``y``."""
+    return integer_pow_p.bind(x, y=y)
+
+
+def _integer_pow_impl(x, *, y):
+    if y < 0 and x.dtype.kind not in "fc":
+        raise ValueError(f"integer_pow: integers to negative powers ({y}) are not allowed")
+    return np.power(x, y) if y != 2 else np.multiply(x, x)
+
+
+integer_pow_p.def_impl(_integer_pow_impl)
+integer_pow_p.def_abstract_eval(lambda x, *, y: x)
+
+
+def _integer_pow_partial(ans, x, *, y):
+    if y == 0:
+        return scalar_like(x, 0)
+    if y == 1:
+        return scalar_like(x, 1)
+    return mul(scalar_like(x, y), x if y == 2 else integer_pow(x, y - 1))
+
+
+def_elementwise_derivatives(integer_pow_p, _integer_pow_partial)
+batch_unary_passthrough(integer_pow_p)
+
+
+pow_p, pow = _binary(
+    "pow",
+    np.power,
+    lambda ans, x, y: mul(y, pow(x, sub(y, _one(y)))),
+    # d/dy x^y = x^y log x, taken as 0 where x == 0 (the limit for y > 0).
+    lambda ans, x, y: select(
+        eq(x, scalar_like(x, 0)), _zeros_like(ans), mul(ans, log(_where_zero(x)))
+    ),
+    kinds="fc",
+    doc="``x ** y`` for inexact operands.",
+)
+
+
+def _zeros_like(x: Any) -> Any:
+    aval = get_aval(x)
+    return np.zeros(aval.shape, aval.dtype)
+
+
+def _where_zero(x: Any) -> Any:
+    # log(x) with the zeros replaced by ones, so the unused branch stays finite.
+    return select(eq(x, scalar_like(x, 0)), _ones_full(x), x)
+
+
+def _ones_full(x: Any) -> Any:
+    aval = get_aval(x)
+    return np.ones(aval.shape, aval.dtype)
+
+
+def _minmax_partials(pick_x):
+    # Ties share the derivative equally, as in JAX: d max(x, x) / dx = 1/2 each.
+    def partial_x(ans, x, y):
+        return _tie_split(pick_x(x, y), eq(x, y), x)
+
+    def partial_y(ans, x, y):
+        return _tie_split(pick_x(y, x), eq(x, y), y)
+
+    return partial_x, partial_y
+
+
+def _tie_split(wins: Any, ties: Any, like: Any) -> Any:
+    shape, dtype = get_aval(wins).shape, get_aval(like).dtype
+    zeros, ones, halves = (np.full(shape, v, dtype) for v in (0, 1, 0.5))
+    return select(ties, halves, select(wins, ones, zeros))
+
+
+max_p, max = _binary("max", np.maximum, *_minmax_partials(lambda a, b: gt(a, b)))
+min_p, min = _binary("min", np.minimum, *_minmax_partials(lambda a, b: lt(a, b)))
+
+
+# --- comparisons: boolean results, no derivative ------------------------------------
+
+
+def _comparison(name: str, impl: Any) -> tuple[Primitive, Any]:
+    prim = Primitive(name)
+    prim.def_impl(impl)
+    prim.def_abstract_eval(elementwise_abstract_eval(name, None, np.bool_))
+    def_zero_derivative(prim, 2)
+    batch_elementwise(prim)
+
+    def apply(x: Any, y: Any) -> Any:
+        return prim.bind(x, y)
+
+    apply.__name__ = name
+    apply.__doc__ = f"Elementwise comparison ``{name}``; boolean result."
+    return prim, apply
+
+
+eq_p, eq = _comparison("eq", np.equal)
+ne_p, ne = _comparison("ne", np.not_equal)
+lt_p, lt = _comparison("lt", np.less)
+le_p, le = _comparison("le", np.less_equal)
+gt_p, gt = _comparison("gt", np.greater)
+ge_p, ge = _comparison("ge", np.greater_equal)
+
+not_p, logical_not = _unary("not", np.logical_not, kinds="b", zero_derivative=True)
+and_p, logical_and = _comparison("and", np.logical_and)
+or_p, logical_or = _comparison("or", np.logical_or)
+
+
+# --- select ---------------------------------------------------------------------------
+
+select_p = Primitive("select")
+
+
+def select(pred: Any, on_true: Any, on_false: Any) -> Any:
+    """``on_true`` where ``pred`` else ``on_false``, elementwise (``numpy.where``)."""
+    return select_p.bind(pred, on_true, on_false)
+
+
+select_p.def_impl(np.where)
+
+
+@select_p.def_abstract_eval
+def _select_abstract_eval(pred: ShapedArray, on_true: ShapedArray, on_false: ShapedArray):
+    if pred.dtype != np.bool_:
+        raise TypeError(f"select: the predicate must be boolean, got {pred.dtype.name}")
+    shape = elementwise_shape("select", (pred, on_true, on_false))
+    dtype, weak = elementwise_dtype("select", (on_true, on_false))
+    return ShapedArray(shape, dtype, weak)
+
+
+def _select_jvp(primals, tangents):
+    pred, x, y = primals
+    _, tx, ty = tangents
+    ans = select(pred, x, y)
+    if type(tx) is Zero and type(ty) is Zero:
+        return ans, Zero(get_aval(ans))
+    zeros = _zeros_like(ans)
+    tx = zeros if type(tx) is Zero else tx
+    ty = zeros if type(ty) is Zero else ty
+    return ans, select(pred, tx, ty)
+
+
+def _select_vjp_branch(take_true: bool):
+    def vjp(g, ans, pred, x, y):
+        zeros = _zeros_like(g)
+        ct = select(pred, g, zeros) if take_true else select(pred, zeros, g)
+        return sum_to_shape(ct, get_aval(x if take_true else y).shape)
+
+    return vjp
+
+
+select_p.def_jvp(_select_jvp)
+select_p.def_vjp(None, _select_vjp_branch(True), _select_vjp_branch(False))
+batch_elementwise(select_p)
+
+
+# --- dtype conversion -------------------------------------------------------------------
+
+convert_element_type_p = Primitive("convert_element_type")
+
+
+def convert_element_type(x: Any, new_dtype: Any) -> Any:
+    """``x`` cast to ``new_dtype`` (``x.astype(new_dtype)``)."""
+    return convert_element_type_p.bind(x, new_dtype=np.dtype(new_dtype))
+
+
+def _convert_impl(x, *, new_dtype):
+    return np.asarray(x).astype(new_dtype)
+
+
+convert_element_type_p.def_impl(_convert_impl)
+convert_element_type_p.def_abstract_eval(
+    lambda x, *, new_dtype: ShapedArray(x.shape, new_dtype)
+)
+
+
+def _convert_jvp(primals, tangents, *, new_dtype):
+    (x,), (t,) = primals, tangents
+    ans = convert_element_type(x, new_dtype)
+    if type(t) is Zero or new_dtype.kind not in "fc" or get_aval(x).dtype.kind not in "fc":
+        return ans, Zero(get_aval(ans))
+    return ans, convert_element_type(t, new_dtype)
+
+
+def _convert_vjp(g, ans, x, *, new_dtype):
+    old = get_aval(x).dtype
+    if old.kind not in "fc":
+        return None
+    return convert_element_type(g, old)
+
+
+convert_element_type_p.def_jvp(_convert_jvp)
+convert_element_type_p.def_vjp(_convert_vjp)
+batch_unary_passthrough(convert_element_type_p)
+
+
+# --- stop_gradient ---------------------------------------------------------------------
+
+stop_gradient_p, _stop_gradient = _unary(
+    "stop_gradient", lambda x: x, kinds=None, zero_derivative=True
+)
+
+
+def stop_gradient(x: Any) -> Any:
+    """The identity, with a zero derivative: ``x`` is treated as a constant."""
+    return stop_gradient_p.bind(x)
+
+
+__all__ = [name for name in dir() if name.endswith("_p")] + [
+    "abs", "add", "atan", "convert_element_type", "cos", "div", "eq", "exp", "expm1",
+    "floor", "ge", "gt", "instantiate", "integer_pow", "le", "log", "log1p",
+    "logical_and", "logical_not", "logical_or", "lt", "max", "min", "mul", "ne", "neg",
+    "pow", "select", "sigmoid", "sign", "sin", "sqrt", "stop_gradient", "sub", "tan",
+    "tanh",
+]

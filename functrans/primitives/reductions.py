@@ -1,0 +1,230 @@
+"""Reductions over static axes: sum, max, min, prod, argmax and argmin.
+
+Reductions drop the reduced axes; the NumPy layer adds ``keepdims`` with a reshape
+and turns ``axis=None`` into all axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from functrans.core import Primitive, ShapedArray, Zero, get_aval
+from functrans.primitives._rules import scalar_like
+from functrans.primitives.elementwise import (
+    convert_element_type,
+    div,
+    eq,
+    mul,
+    select,
+)
+from functrans.primitives.structural import broadcast_in_dim
+
+
+def _check_axes(name: str, aval: ShapedArray, axes: tuple[int, ...]) -> None:
+    if len(set(axes)) != len(axes) or any(not 0 <= a < aval.ndim for a in axes):
+        raise ValueError(f"{name}: axes {axes} are out of range for shape {aval.shape}")
+
+
+def _reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def _kept_dims(ndim: int, axes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(i for i in range(ndim) if i not in axes)
+
+
+def expand_reduced(y: Any, x_shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
+    """Broadcast a reduction's result back over the reduced axes of ``x_shape``."""
+    return broadcast_in_dim(y, x_shape, _kept_dims(len(x_shape), axes))
+
+
+def _reduction(name: str, impl: Any) -> Primitive:
+    prim = Primitive(name)
+    prim.def_impl(lambda x, *, axes: impl(x, axis=axes))
+
+    @prim.def_abstract_eval
+    def _abstract_eval(x, *, axes):
+        _check_axes(name, x, axes)
+        return ShapedArray(_reduced_shape(x.shape, axes), x.dtype, x.weak_type)
+
+    @prim.def_batch
+    def _batch(args, dims, *, axes):
+        (x,), (d,) = args, dims
+        new_axes = tuple(a if a < d else a + 1 for a in axes)
+        out_dim = d - sum(a < d for a in new_axes)
+        return prim.bind(x, axes=new_axes), out_dim
+
+    return prim
+
+
+def _normalize_axes(axes: Sequence[int]) -> tuple[int, ...]:
+    return tuple(sorted(int(a) for a in axes))
+
+
+# --- reduce_sum ---------------------------------------------------------------------------
+
+reduce_sum_p = _reduction("reduce_sum", np.sum)
+
+
+def reduce_sum(x: Any, axes: Sequence[int]) -> Any:
+    """Sum of ``x`` over ``axes`` (non-negative ints), which are removed."""
+    return reduce_sum_p.bind(x, axes=_normalize_axes(axes))
+
+
+def _reduce_sum_jvp(primals, tangents, *, axes):
+    (x,), (t,) = primals, tangents
+    ans = reduce_sum(x, axes)
+    return ans, Zero(get_aval(ans)) if type(t) is Zero else reduce_sum(t, axes)
+
+
+reduce_sum_p.def_jvp(_reduce_sum_jvp)
+reduce_sum_p.def_vjp(lambda g, ans, x, *, axes: expand_reduced(g, get_aval(x).shape, axes))
+
+
+# --- reduce_max / reduce_min ---------------------------------------------------------------
+
+
+def _extremum_weights(x: Any, ans: Any, axes: tuple[int, ...]) -> Any:
+    # The derivative flows to the positions that attain the extremum, split evenly
+    # between ties (as JAX does).
+    shape = get_aval(x).shape
+    hits = convert_element_type(eq(x, expand_reduced(ans, shape, axes)), get_aval(x).dtype)
+    count = reduce_sum(hits, axes)
+    return div(hits, expand_reduced(count, shape, axes))
+
+
+def _def_extremum(prim: Primitive) -> None:
+    def jvp(primals, tangents, *, axes):
+        (x,), (t,) = primals, tangents
+        ans = prim.bind(x, axes=axes)
+        if type(t) is Zero:
+            return ans, Zero(get_aval(ans))
+        return ans, reduce_sum(mul(t, _extremum_weights(x, ans, axes)), axes)
+
+    def vjp(g, ans, x, *, axes):
+        weights = _extremum_weights(x, ans, axes)
+        return mul(expand_reduced(g, get_aval(x).shape, axes), weights)
+
+    prim.def_jvp(jvp)
+    prim.def_vjp(vjp)
+
+
+reduce_max_p = _reduction("reduce_max", np.max)
+reduce_min_p = _reduction("reduce_min", np.min)
+_def_extremum(reduce_max_p)
+_def_extremum(reduce_min_p)
+
+
+def reduce_max(x: Any, axes: Sequence[int]) -> Any:
+    """Maximum of ``x`` over ``axes``."""
+    return reduce_max_p.bind(x, axes=_normalize_axes(axes))
+
+
+def reduce_min(x: Any, axes: Sequence[int]) -> Any:
+    """Minimum of ``x`` over ``axes``."""
+    return reduce_min_p.bind(x, axes=_normalize_axes(axes))
+
+
+# --- reduce_prod ---------------------------------------------------------------------------
+
+reduce_prod_p = _reduction("reduce_prod", np.prod)
+
+
+def reduce_prod(x: Any, axes: Sequence[int]) -> Any:
+    """Product of ``x`` over ``axes``."""
+    return reduce_prod_p.bind(x, axes=_normalize_axes(axes))
+
+
+def _product_of_others(x: Any, axes: tuple[int, ...]) -> Any:
+    """For each element, the product of the other elements of its reduction group.
+
+    ``prod / x`` fails where ``x`` is zero, so zeros are counted: with no zero it is
+    ``prod / x``; with one zero, the zero's entry is the product of the non-zeros
+    and every other entry is 0; with two or more zeros everything is 0.
+    """
+    aval = get_aval(x)
+    zero = scalar_like(x, 0)
+    full = lambda v: np.full(aval.shape, v, aval.dtype)  # noqa: E731
+    is_zero = eq(x, zero)
+    safe = select(is_zero, full(1), x)
+    nonzero_prod = expand_reduced(reduce_prod(safe, axes), aval.shape, axes)
+    zeros = expand_reduced(
+        reduce_sum(convert_element_type(is_zero, np.int64), axes), aval.shape, axes
+    )
+    no_zero = eq(zeros, np.int64(0))
+    one_zero = eq(zeros, np.int64(1))
+    at_zero = select(one_zero, nonzero_prod, full(0))
+    elsewhere = select(no_zero, div(nonzero_prod, safe), full(0))
+    return select(is_zero, at_zero, elsewhere)
+
+
+def _reduce_prod_jvp(primals, tangents, *, axes):
+    (x,), (t,) = primals, tangents
+    ans = reduce_prod(x, axes)
+    if type(t) is Zero:
+        return ans, Zero(get_aval(ans))
+    return ans, reduce_sum(mul(t, _product_of_others(x, axes)), axes)
+
+
+reduce_prod_p.def_jvp(_reduce_prod_jvp)
+reduce_prod_p.def_vjp(
+    lambda g, ans, x, *, axes: mul(
+        expand_reduced(g, get_aval(x).shape, axes), _product_of_others(x, axes)
+    )
+)
+
+
+# --- argmax / argmin -----------------------------------------------------------------------
+
+
+def _arg_reduction(name: str, impl: Any) -> Primitive:
+    prim = Primitive(name)
+    prim.def_impl(lambda x, *, axis, index_dtype: impl(x, axis=axis).astype(index_dtype))
+
+    @prim.def_abstract_eval
+    def _abstract_eval(x, *, axis, index_dtype):
+        _check_axes(name, x, (axis,))
+        if x.shape[axis] == 0:
+            raise ValueError(f"{name}: attempt to get {name} of an empty axis (shape {x.shape})")
+        return ShapedArray(_reduced_shape(x.shape, (axis,)), index_dtype)
+
+    def jvp(primals, tangents, **params):
+        ans = prim.bind(*primals, **params)
+        return ans, Zero(get_aval(ans))
+
+    prim.def_jvp(jvp)
+    prim.def_vjp(None)
+    prim.differentiable = False
+
+    @prim.def_batch
+    def _batch(args, dims, *, axis, index_dtype):
+        (x,), (d,) = args, dims
+        new_axis = axis if axis < d else axis + 1
+        out_dim = d - (new_axis < d)
+        return prim.bind(x, axis=new_axis, index_dtype=index_dtype), out_dim
+
+    return prim
+
+
+argmax_p = _arg_reduction("argmax", np.argmax)
+argmin_p = _arg_reduction("argmin", np.argmin)
+
+
+def argmax(x: Any, axis: int, index_dtype: Any = np.int64) -> Any:
+    """Index of the first maximum along ``axis``."""
+    return argmax_p.bind(x, axis=int(axis), index_dtype=np.dtype(index_dtype))
+
+
+def argmin(x: Any, axis: int, index_dtype: Any = np.int64) -> Any:
+    """Index of the first minimum along ``axis``."""
+    return argmin_p.bind(x, axis=int(axis), index_dtype=np.dtype(index_dtype))
+
+
+__all__ = [
+    "argmax", "argmax_p", "argmin", "argmin_p", "expand_reduced", "reduce_max",
+    "reduce_max_p", "reduce_min", "reduce_min_p", "reduce_prod", "reduce_prod_p",
+    "reduce_sum", "reduce_sum_p",
+]

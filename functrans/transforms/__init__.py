@@ -1,0 +1,1 @@
+"""The transforms: each an interpreter over the core."""

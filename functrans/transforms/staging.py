@@ -1,0 +1,190 @@
+"""Staging: record primitive applications into a jaxpr (``make_jaxpr``, and the front
+end of ``jit`` and the control-flow primitives).
+
+The staging trace records an equation only when an operand is one of its own
+tracers. Operations on constants are handed to the parent trace and evaluated
+there, so a jaxpr contains exactly the computation that depends on its inputs,
+and concrete values stay concrete (this is how ``linearize`` keeps the primal
+computation out of the linear jaxpr).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from functrans.core import (
+    Primitive,
+    ShapedArray,
+    Trace,
+    Tracer,
+    get_aval,
+    new_trace,
+)
+from functrans.errors import ConcretizationTypeError
+from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
+from functrans.tree_util import tree_flatten, tree_unflatten
+
+__all__ = ["DynamicJaxprTrace", "make_jaxpr", "trace_to_jaxpr"]
+
+
+class JaxprTracer(Tracer):
+    __slots__ = ("aval", "var")
+
+    def __init__(self, trace: DynamicJaxprTrace, aval: ShapedArray):
+        self._trace = trace
+        self.aval = aval
+        self.var = Var(aval)
+
+
+def _is_literal(x: Any) -> bool:
+    return isinstance(x, (bool, int, float, complex, np.generic)) or (
+        isinstance(x, np.ndarray) and x.ndim == 0
+    )
+
+
+class DynamicJaxprTrace(Trace):
+    """Records equations. Constants are literals (scalars) or constvars (arrays and
+    tracers of enclosing transforms, which callers pass in as explicit arguments)."""
+
+    __slots__ = ("eqns", "invars", "constvars", "consts", "_const_ids")
+
+    def __init__(self, parent: Trace | None, name: str = "") -> None:
+        super().__init__(parent, name)
+        self.eqns: list[JaxprEqn] = []
+        self.invars: list[Var] = []
+        self.constvars: list[Var] = []
+        self.consts: list[Any] = []
+        self._const_ids: dict[int, Var] = {}
+
+    def new_arg(self, aval: ShapedArray) -> JaxprTracer:
+        tracer = JaxprTracer(self, aval)
+        self.invars.append(tracer.var)
+        return tracer
+
+    def _atom(self, x: Any) -> Var | Literal:
+        if type(x) is JaxprTracer and x._trace is self:
+            return x.var
+        if _is_literal(x):
+            if isinstance(x, np.ndarray):
+                x = x[()]
+            return Literal(x)
+        var = self._const_ids.get(id(x))
+        if var is None:
+            var = self._const_ids[id(x)] = Var(get_aval(x).strip_weak_type())
+            self.constvars.append(var)
+            self.consts.append(x)
+        return var
+
+    def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
+        for x in args:
+            if type(x) is JaxprTracer and x._trace is self:
+                break
+        else:
+            return self.parent.process_primitive(prim, args, params)
+        invars = [self._atom(x) for x in args]
+        out_avals = prim.abstract_eval(*[v.aval for v in invars], **params)
+        if prim.multiple_results:
+            outs = [JaxprTracer(self, a) for a in out_avals]
+        else:
+            outs = [JaxprTracer(self, out_avals)]
+        self.eqns.append(JaxprEqn(prim, invars, [t.var for t in outs], params))
+        return outs if prim.multiple_results else outs[0]
+
+    def concretize(self, tracer: Tracer, conversion: str) -> Any:
+        raise ConcretizationTypeError(
+            f"{conversion}() needs a concrete value, but got a traced value "
+            f"{tracer.aval.str_short()} while tracing {self.name or 'a function'}: its "
+            "value is not known until the staged program runs. Branch on data with "
+            "functrans.numpy.where or functrans.lax.cond (loops: lax.fori_loop / "
+            "while_loop / scan); if the value is a configuration constant, pass it as a "
+            "static argument (jit(f, static_argnums=...))."
+        )
+
+    def to_jaxpr(self, outs: Sequence[Any]) -> tuple[Jaxpr, list[Any]]:
+        outvars = [self._atom(x) for x in outs]
+        jaxpr = Jaxpr(self.constvars, self.invars, outvars, self.eqns)
+        return jaxpr, list(self.consts)
+
+
+def trace_to_jaxpr(
+    fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedArray], name: str = ""
+) -> tuple[Jaxpr, list[Any]]:
+    """Trace ``fun`` (flat arrays in, a flat sequence out) at ``in_avals``.
+
+    Returns the jaxpr and its consts (values of its constvars), which may include
+    tracers of enclosing transforms.
+    """
+    with new_trace(DynamicJaxprTrace, name) as trace:
+        args = [trace.new_arg(a) for a in in_avals]
+        outs = fun(*args)
+        return trace.to_jaxpr(outs)
+
+
+def _static_key(x: Any) -> Any:
+    return x
+
+
+def make_jaxpr(fun: Callable[..., Any], static_argnums: int | Sequence[int] = ()):
+    """A function that traces ``fun`` and returns its program as a ``ClosedJaxpr``.
+
+    >>> import functrans as ft
+    >>> print(ft.make_jaxpr(lambda x: ft.numpy.tanh(x) * 2.0)(np.ones(3)))
+    { lambda ; a:f64[3]. let
+        b:f64[3] = tanh a
+        c:f64[3] = mul b 2.0:f64[]
+      in (c,) }
+    """
+    if isinstance(static_argnums, int):
+        static_argnums = (static_argnums,)
+    static = set(static_argnums)
+
+    def traced(*args: Any, **kwargs: Any) -> ClosedJaxpr:
+        dynamic = [a for i, a in enumerate(args) if i not in static]
+        leaves, in_tree = tree_flatten((dynamic, kwargs))
+        avals = [abstractify(x) for x in leaves]
+        name = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"
+
+        def flat_fun(*flat):
+            dyn, kw = tree_unflatten(in_tree, flat)
+            it = iter(dyn)
+            full = [a if i in static else next(it) for i, a in enumerate(args)]
+            out = fun(*full, **kw)
+            out_leaves, _ = tree_flatten(out)
+            return out_leaves
+
+        jaxpr, consts = trace_to_jaxpr(flat_fun, avals, name)
+        from functrans.transforms.optimize import simplify_for_display
+
+        jaxpr = simplify_for_display(jaxpr)
+        return ClosedJaxpr(jaxpr, consts)
+
+    traced.__name__ = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"
+    return traced
+
+
+def abstractify(x: Any) -> ShapedArray:
+    """The aval a transform's input gets: NumPy values as they are, Python scalars weakly
+    typed, lists converted as NumPy converts them; anything else is a ``TypeError``."""
+    if isinstance(x, (np.ndarray, np.generic, Tracer, bool, int, float, complex)):
+        return get_aval(x)
+    return get_aval(as_array_arg(x, "argument"))
+
+
+def as_array_arg(x: Any, what: str) -> Any:
+    """``x`` as a valid array argument, or a ``TypeError`` naming it and its type."""
+    if isinstance(x, (np.ndarray, np.generic, Tracer, bool, int, float, complex)):
+        return x
+    if isinstance(x, (list, tuple)):
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:
+            raise TypeError(f"{what}: a ragged or invalid nested sequence ({e})") from None
+        if arr.dtype.kind in "biufc":
+            return arr
+    raise TypeError(
+        f"{what}: expected an array, a number or a list of numbers, got "
+        f"{type(x).__name__} {x!r:.60}"
+    )
