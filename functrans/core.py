@@ -21,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from functrans.errors import ConcretizationTypeError, TracerArrayConversionError
-from functrans.errors import UnexpectedTracerError
+from functrans.errors import (
+    ConcretizationTypeError,
+    TracerArrayConversionError,
+    UnexpectedTracerError,
+)
 
 __all__ = [
     "Primitive",

@@ -17,7 +17,6 @@ tracers here, so ``np.tanh(x)`` traces exactly like ``fnp.tanh(x)``.
 
 from __future__ import annotations
 
-import builtins
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from functrans import primitives as lax
 from functrans.core import ShapedArray, Tracer, get_aval, new_trace
-from functrans.transforms.staging import DynamicJaxprTrace, as_array_arg
+from functrans.transforms.staging import DynamicJaxprTrace
 
 float16, float32, float64 = np.float16, np.float32, np.float64
 int8, int16, int32, int64 = np.int8, np.int16, np.int32, np.int64

@@ -6,8 +6,7 @@ shapes and dtypes, with no implicit broadcasting except of rank-0 operands.
 """
 
 from functrans.core import Primitive
-from functrans.primitives import _rules, elementwise, structural  # noqa: I001
-from functrans.primitives import reductions, linalg
+from functrans.primitives import _rules, elementwise, linalg, reductions, structural  # noqa: I001
 from functrans.primitives.elementwise import *  # noqa: F403
 from functrans.primitives.linalg import *  # noqa: F403
 from functrans.primitives.reductions import *  # noqa: F403

@@ -14,7 +14,6 @@ from functrans.primitives._rules import (
     add_tangents,
     batch_elementwise,
     batch_unary_passthrough,
-    def_bilinear,
     def_elementwise_derivatives,
     def_linear,
     def_zero_derivative,

@@ -1,0 +1,513 @@
+"""Automatic differentiation: forward mode (JVP tracing) and reverse mode (a tape of
+per-primitive VJP rules), and the user-facing ``jvp``, ``linearize``, ``vjp``,
+``grad``, ``value_and_grad``.
+
+Reverse mode records, for every primitive applied to a tracked value, the primals
+its VJP rules need; the backward pass walks the tape once in reverse. Rules are
+written with functrans operations and run under whatever trace is current when the
+backward pass runs, so the backward pass is itself differentiable (``grad(grad(f))``),
+batchable (``vmap(grad(f))``) and stageable (``jit(grad(f))``). Primal values are
+concrete under ``grad`` itself, so Python control flow on them works.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from functrans.core import (
+    Primitive,
+    ShapedArray,
+    Trace,
+    Tracer,
+    Zero,
+    call_with_trace,
+    get_aval,
+    new_trace,
+)
+from functrans.primitives import add_p
+from functrans.transforms.staging import DynamicJaxprTrace, as_array_arg
+from functrans.tree_util import tree_flatten, tree_map, tree_unflatten
+
+__all__ = ["grad", "jvp", "linearize", "value_and_grad", "vjp"]
+
+
+# ---------------------------------------------------------------------------
+# Forward mode
+# ---------------------------------------------------------------------------
+
+
+class JVPTracer(Tracer):
+    __slots__ = ("primal", "tangent")
+
+    def __init__(self, trace: JVPTrace, primal: Any, tangent: Any):
+        self._trace = trace
+        self.primal = primal
+        self.tangent = tangent
+
+    @property
+    def aval(self) -> ShapedArray:
+        return get_aval(self.primal)
+
+
+class JVPTrace(Trace):
+    __slots__ = ()
+
+    def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
+        primals, tangents, any_tangent = [], [], False
+        for x in args:
+            if type(x) is JVPTracer and x._trace is self:
+                primals.append(x.primal)
+                tangents.append(x.tangent)
+                any_tangent = True
+            else:
+                primals.append(x)
+                tangents.append(Zero(get_aval(x)))
+        if not any_tangent or not prim.differentiable:
+            return self.parent.process_primitive(prim, primals, params)
+        out, tangent = call_with_trace(self.parent, prim.jvp, primals, tangents, **params)
+        if prim.multiple_results:
+            return [self._wrap(p, t) for p, t in zip(out, tangent, strict=True)]
+        return self._wrap(out, tangent)
+
+    def _wrap(self, primal: Any, tangent: Any) -> Any:
+        if type(tangent) is Zero:
+            return primal
+        return JVPTracer(self, primal, tangent)
+
+    def concretize(self, tracer: Tracer, conversion: str) -> Any:
+        return tracer.primal
+
+
+def _zeros(aval: ShapedArray) -> np.ndarray:
+    return np.zeros(aval.shape, aval.dtype)
+
+
+def _jvp_flat(fun: Callable, primals: list, tangents: list, name: str) -> tuple[list, list]:
+    with new_trace(JVPTrace, name) as trace:
+        inputs = [JVPTracer(trace, p, t) for p, t in zip(primals, tangents, strict=True)]
+        outs = fun(*inputs)
+        primals_out, tangents_out = [], []
+        for x in outs:
+            if type(x) is JVPTracer and x._trace is trace:
+                primals_out.append(x.primal)
+                tangents_out.append(x.tangent)
+            else:
+                primals_out.append(x)
+                tangents_out.append(Zero(get_aval(x)))
+    return primals_out, tangents_out
+
+
+def _check_tangent(p: Any, t: Any, what: str) -> Any:
+    pa, ta = get_aval(p), get_aval(t)
+    if pa.shape != ta.shape:
+        raise ValueError(f"{what}: tangent of shape {ta.shape} for a primal of shape {pa.shape}")
+    return t
+
+
+def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """Forward-mode derivative: ``(fun(*primals), J @ tangents)``.
+
+    >>> import functrans.numpy as fnp
+    >>> y, t = jvp(fnp.sin, (0.0,), (2.0,))
+    >>> float(y), float(t)
+    (0.0, 2.0)
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp: primals and tangents must be tuples or lists")
+    p_leaves, p_tree = tree_flatten(tuple(primals))
+    t_leaves, t_tree = tree_flatten(tuple(tangents))
+    if p_tree != t_tree:
+        raise ValueError(f"jvp: primals {p_tree} and tangents {t_tree} differ in structure")
+    p_leaves = [_as_input(x, "jvp") for x in p_leaves]
+    t_leaves = [_check_tangent(p, _as_input(t, "jvp"), "jvp") for p, t in zip(p_leaves, t_leaves)]
+    out_tree_box = []
+    flat = _flatten_fun(fun, p_tree, out_tree_box)
+    out_p, out_t = _jvp_flat(flat, p_leaves, t_leaves, f"jvp({_name(fun)})")
+    out_t = [_zeros(t.aval) if type(t) is Zero else t for t in out_t]
+    out_tree = out_tree_box[0]
+    return tree_unflatten(out_tree, out_p), tree_unflatten(out_tree, out_t)
+
+
+def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
+    """``(fun(*primals), f_jvp)`` where ``f_jvp(*tangents)`` applies the Jacobian at
+    ``primals`` without re-running ``fun``: its tangent computation is staged once.
+
+    >>> import functrans.numpy as fnp
+    >>> y, f_jvp = linearize(fnp.exp, 0.0)
+    >>> float(f_jvp(3.0))
+    3.0
+    """
+    from functrans.ir import ClosedJaxpr, eval_jaxpr
+
+    p_leaves, p_tree = tree_flatten(tuple(primals))
+    p_leaves = [_as_input(x, "linearize") for x in p_leaves]
+    out_tree_box = []
+    flat = _flatten_fun(fun, p_tree, out_tree_box)
+    name = f"linearize({_name(fun)})"
+    with new_trace(DynamicJaxprTrace, name) as staging:
+        tangent_in = [staging.new_arg(get_aval(p).strip_weak_type()) for p in p_leaves]
+        out_p, out_t = _jvp_flat(flat, p_leaves, tangent_in, name)
+        out_t = [_zeros(t.aval) if type(t) is Zero else t for t in out_t]
+        jaxpr, consts = staging.to_jaxpr(out_t)
+    linear = ClosedJaxpr(jaxpr, consts)
+    out_tree = out_tree_box[0]
+
+    def f_jvp(*tangents: Any) -> Any:
+        t_leaves, t_tree = tree_flatten(tuple(tangents))
+        if t_tree != p_tree:
+            raise ValueError(f"linearize: tangents {t_tree} do not match primals {p_tree}")
+        return tree_unflatten(out_tree, eval_jaxpr(linear.jaxpr, linear.consts, *t_leaves))
+
+    f_jvp.jaxpr = linear  # type: ignore[attr-defined]
+    return tree_unflatten(out_tree, out_p), f_jvp
+
+
+# ---------------------------------------------------------------------------
+# Reverse mode
+# ---------------------------------------------------------------------------
+
+
+class ReverseTracer(Tracer):
+    """A value tracked by reverse mode: its primal and its slot on the tape."""
+
+    __slots__ = ("primal", "slot")
+
+    def __init__(self, trace: ReverseTrace, primal: Any, slot: int):
+        self._trace = trace
+        self.primal = primal
+        self.slot = slot
+
+    @property
+    def aval(self) -> ShapedArray:
+        return get_aval(self.primal)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return get_aval(self.primal).shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return get_aval(self.primal).dtype
+
+
+class ReverseTrace(Trace):
+    """Records a tape. Each entry: ``(first_slot, num_outputs, parent_slots, backward)``
+    where ``backward(cotangents) -> one cotangent (or None) per parent slot``."""
+
+    __slots__ = ("tape", "num_slots")
+
+    def __init__(self, parent: Trace | None, name: str = "") -> None:
+        super().__init__(parent, name)
+        self.tape: list[tuple[int, int, tuple[int, ...], Callable]] = []
+        self.num_slots = 0
+
+    def new_input(self, primal: Any) -> ReverseTracer:
+        slot = self.num_slots
+        self.num_slots += 1
+        return ReverseTracer(self, primal, slot)
+
+    def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
+        primals, slots, positions = [], [], []
+        for i, x in enumerate(args):
+            if type(x) is ReverseTracer and x._trace is self:
+                primals.append(x.primal)
+                slots.append(x.slot)
+                positions.append(i)
+            else:
+                primals.append(x)
+        if not slots or not prim.differentiable:
+            return self.parent.process_primitive(prim, primals, params)
+        if prim.reverse is not None:
+            outs, backward = prim.reverse(self.parent, primals, tuple(positions), params)
+        else:
+            outs = self.parent.process_primitive(prim, primals, params)
+            backward = functools.partial(
+                _apply_vjp_rules, prim.vjp, tuple(positions), primals, outs, params
+            )
+        return self.record(outs, prim.multiple_results, tuple(slots), backward)
+
+    def record(self, outs: Any, multiple: bool, parents: tuple[int, ...], backward) -> Any:
+        first = self.num_slots
+        n = len(outs) if multiple else 1
+        self.num_slots += n
+        self.tape.append((first, n, parents, backward))
+        if multiple:
+            return [
+                ReverseTracer(self, o, first + k) if _is_float(o) else o
+                for k, o in enumerate(outs)
+            ]
+        return ReverseTracer(self, outs, first)
+
+    def concretize(self, tracer: Tracer, conversion: str) -> Any:
+        return tracer.primal
+
+    def backward(self, seeds: dict[int, Any], wanted: Sequence[int]) -> list[Any]:
+        """Propagate cotangents ``seeds`` (slot -> cotangent) back to the ``wanted``
+        slots; ``None`` where nothing flowed."""
+        cts: list[Any] = [None] * self.num_slots
+        for slot, ct in seeds.items():
+            cts[slot] = _accumulate(cts[slot], ct)
+        for first, n, parents, backward in reversed(self.tape):
+            if n == 1:
+                g = cts[first]
+                if g is None:
+                    continue
+                cts[first] = None
+            else:
+                gs = cts[first : first + n]
+                if all(g is None for g in gs):
+                    continue
+                g = gs
+            for slot, ct in zip(parents, backward(g), strict=True):
+                if ct is not None:
+                    cts[slot] = _accumulate(cts[slot], ct)
+        return [cts[s] for s in wanted]
+
+
+def _is_float(x: Any) -> bool:
+    return get_aval(x).dtype.kind in "fc"
+
+
+def _apply_vjp_rules(rules, positions, primals, ans, params, g) -> list[Any]:
+    return [
+        None if rules[i] is None else rules[i](g, ans, *primals, **params) for i in positions
+    ]
+
+
+def _accumulate(total: Any, ct: Any) -> Any:
+    # A value used several times receives the sum of its uses' cotangents.
+    if total is None:
+        return ct
+    return add_p.bind(total, ct)
+
+
+def _vjp_flat(fun: Callable, primals: list, name: str):
+    """Run ``fun`` under a new tape; returns (outputs, trace, input slots)."""
+    with new_trace(ReverseTrace, name) as trace:
+        inputs = [trace.new_input(p) for p in primals]
+        outs = fun(*inputs)
+    return outs, trace, [x.slot for x in inputs]
+
+
+def _strip(trace: ReverseTrace, x: Any) -> Any:
+    return x.primal if type(x) is ReverseTracer and x._trace is trace else x
+
+
+def _pullback(trace: ReverseTrace, outs: list, in_slots: list, in_avals: list):
+    out_avals = [get_aval(_strip(trace, o)) for o in outs]
+
+    def pull(out_cts: list) -> list:
+        seeds = {}
+        for o, ct, aval in zip(outs, out_cts, out_avals, strict=True):
+            if type(ct) is Zero or ct is None:
+                continue
+            if type(o) is ReverseTracer and o._trace is trace:
+                ct_aval = get_aval(ct)
+                if ct_aval.shape != aval.shape:
+                    raise ValueError(
+                        f"vjp: cotangent of shape {ct_aval.shape} for an output of shape "
+                        f"{aval.shape}"
+                    )
+                seeds[o.slot] = ct if ct_aval.dtype == aval.dtype else _cast(ct, aval.dtype)
+        cts = trace.backward(seeds, in_slots) if seeds else [None] * len(in_slots)
+        return [_zeros(a) if c is None else c for c, a in zip(cts, in_avals, strict=True)]
+
+    return pull
+
+
+def _cast(x: Any, dtype: np.dtype) -> Any:
+    from functrans.primitives import convert_element_type
+
+    return convert_element_type(x, dtype)
+
+
+def vjp(fun: Callable, *primals: Any, has_aux: bool = False):
+    """Reverse-mode derivative: ``(out, vjp_fn)`` (``(out, vjp_fn, aux)`` with
+    ``has_aux``), where ``vjp_fn(cotangent)`` returns one cotangent per primal.
+    ``vjp_fn`` may be called any number of times.
+
+    >>> import functrans.numpy as fnp
+    >>> y, pullback = vjp(fnp.multiply, 2.0, 3.0)
+    >>> [float(c) for c in pullback(1.0)]
+    [3.0, 2.0]
+    """
+    p_leaves, p_tree = tree_flatten(tuple(primals))
+    p_leaves = [_as_input(x, "vjp") for x in p_leaves]
+    out_tree_box: list = []
+    flat = _flatten_fun(fun, p_tree, out_tree_box, has_aux=has_aux)
+    outs, trace, in_slots = _vjp_flat(flat, p_leaves, f"vjp({_name(fun)})")
+    if has_aux:
+        outs, aux = outs
+    out_tree = out_tree_box[0]
+    pull = _pullback(trace, outs, in_slots, [get_aval(p).strip_weak_type() for p in p_leaves])
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        ct_leaves, ct_tree = tree_flatten(cotangent)
+        if ct_tree != out_tree:
+            raise ValueError(
+                f"vjp: the cotangent's structure {ct_tree} differs from the output's {out_tree}"
+            )
+        return tree_unflatten(p_tree, pull([_as_input(c, "vjp") for c in ct_leaves]))
+
+    out = tree_unflatten(out_tree, [_strip(trace, o) for o in outs])
+    if has_aux:
+        return out, vjp_fn, tree_map(lambda x: _strip(trace, x), aux)
+    return out, vjp_fn
+
+
+def value_and_grad(
+    fun: Callable,
+    argnums: int | Sequence[int] = 0,
+    has_aux: bool = False,
+    allow_int: bool = False,
+) -> Callable:
+    """A function returning ``(fun(*args), gradient)``; with ``has_aux``,
+    ``((value, aux), gradient)``. See ``grad``."""
+    name = f"grad({_name(fun)})"
+
+    @functools.wraps(fun)
+    def value_and_grad_fun(*args: Any, **kwargs: Any):
+        nums = _check_argnums(name, argnums, len(args))
+        diff_args = [args[i] for i in nums]
+        leaves, tree = tree_flatten(diff_args)
+        leaves = [_check_differentiable(name, _as_input(x, name), allow_int) for x in leaves]
+
+        def flat_fun(*flat):
+            full = list(args)
+            for i, a in zip(nums, tree_unflatten(tree, flat), strict=True):
+                full[i] = a
+            return fun(*full, **kwargs)
+
+        with new_trace(ReverseTrace, name) as trace:
+            inputs = [trace.new_input(x) for x in leaves]
+            result = flat_fun(*inputs)
+        if has_aux:
+            if not (isinstance(result, (tuple, list)) and len(result) == 2):
+                raise TypeError(f"{name}: with has_aux=True, fun must return a pair (out, aux)")
+            out, aux = result
+            aux = tree_map(lambda x: _strip(trace, x), aux)
+        else:
+            out = result
+        _check_scalar_output(name, _strip(trace, out))
+        value = _strip(trace, out)
+        if type(out) is ReverseTracer and out._trace is trace:
+            seed = np.ones((), get_aval(value).dtype)
+            cts = trace.backward({out.slot: seed}, [x.slot for x in inputs])
+        else:
+            cts = [None] * len(inputs)
+        grads = [
+            _zeros(get_aval(x).strip_weak_type()) if c is None else c
+            for c, x in zip(cts, leaves, strict=True)
+        ]
+        grads = tree_unflatten(tree, grads)
+        grads = grads[0] if isinstance(argnums, int) else tuple(grads)
+        return ((value, aux) if has_aux else value), grads
+
+    return value_and_grad_fun
+
+
+def grad(
+    fun: Callable,
+    argnums: int | Sequence[int] = 0,
+    has_aux: bool = False,
+    allow_int: bool = False,
+) -> Callable:
+    """The gradient of a scalar-valued ``fun`` with respect to argument ``argnums``
+    (a tuple of ints gives a tuple of gradients). Arguments may be pytrees; each
+    gradient has its argument's structure, shapes and dtypes.
+
+    >>> import functrans.numpy as fnp
+    >>> grad(lambda x: fnp.sum(x ** 2))(np.array([1.0, 2.0]))
+    array([2., 4.])
+    """
+    value_and_grad_fun = value_and_grad(fun, argnums, has_aux, allow_int)
+
+    @functools.wraps(fun)
+    def grad_fun(*args: Any, **kwargs: Any):
+        (value, aux), g = (
+            value_and_grad_fun(*args, **kwargs)
+            if has_aux
+            else ((None, None), value_and_grad_fun(*args, **kwargs)[1])
+        )
+        return (g, aux) if has_aux else g
+
+    return grad_fun
+
+
+# ---------------------------------------------------------------------------
+# Argument checking and flattening
+# ---------------------------------------------------------------------------
+
+
+def _name(fun: Callable) -> str:
+    return getattr(fun, "__name__", type(fun).__name__)
+
+
+def _as_input(x: Any, what: str) -> Any:
+    x = as_array_arg(x, what)
+    if isinstance(x, (bool, int, float, complex)):
+        return np.asarray(x)[()]
+    return x
+
+
+def _check_argnums(name: str, argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for n in nums:
+        if not isinstance(n, (int, np.integer)) or not -nargs <= n < nargs:
+            raise ValueError(
+                f"{name}: argnums {argnums} out of range for a call with {nargs} positional "
+                "arguments"
+            )
+    return tuple(int(n) % nargs for n in nums)
+
+
+def _check_differentiable(name: str, x: Any, allow_int: bool) -> Any:
+    dtype = get_aval(x).dtype
+    if dtype.kind not in "fc" and not allow_int:
+        raise TypeError(
+            f"{name}: differentiating with respect to an input of dtype {dtype.name} "
+            f"(shape {get_aval(x).shape}); use a float input, or pass allow_int=True"
+        )
+    return x
+
+
+def _check_scalar_output(name: str, out: Any) -> None:
+    try:
+        aval = get_aval(out)
+    except TypeError:
+        raise TypeError(
+            f"{name}: the function must return a scalar array, got {type(out).__name__}"
+        ) from None
+    if aval.shape != ():
+        raise TypeError(
+            f"{name}: the function must return a scalar (shape ()), got an output of shape "
+            f"{aval.shape}; reduce it (e.g. .sum()) or use jacrev/vjp for non-scalar outputs"
+        )
+    if aval.dtype.kind not in "fc":
+        raise TypeError(f"{name}: the output must be a float, got dtype {aval.dtype.name}")
+
+
+def _flatten_fun(fun: Callable, in_tree, out_tree_box: list, has_aux: bool = False) -> Callable:
+    """``fun`` over pytrees as a function of flat leaves returning flat leaves; the
+    output structure is stored in ``out_tree_box``."""
+
+    def flat_fun(*leaves: Any) -> Any:
+        args = tree_unflatten(in_tree, leaves)
+        out = fun(*args)
+        if has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError("has_aux=True: the function must return a pair (out, aux)")
+            out, aux = out
+            out_leaves, out_tree = tree_flatten(out)
+            out_tree_box.append(out_tree)
+            return out_leaves, aux
+        out_leaves, out_tree = tree_flatten(out)
+        out_tree_box.append(out_tree)
+        return out_leaves
+
+    return flat_fun
+

@@ -1,0 +1,226 @@
+"""``vmap``: vectorisation by batching rules.
+
+A batch tracer carries a value with one extra axis, ``bdim``, holding the batch.
+Each primitive's batching rule maps batched operands to one batched result,
+moving the batch axis only when it must; the traced program has the same number
+of equations for every batch size.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from functrans.core import (
+    Primitive,
+    ShapedArray,
+    Trace,
+    Tracer,
+    call_with_trace,
+    get_aval,
+    new_trace,
+)
+from functrans.errors import ConcretizationTypeError
+from functrans.primitives import broadcast_in_dim, transpose
+from functrans.transforms.staging import as_array_arg
+from functrans.tree_util import broadcast_prefix, tree_flatten, tree_unflatten
+
+__all__ = ["vmap"]
+
+not_mapped = None
+
+
+class BatchTracer(Tracer):
+    __slots__ = ("val", "bdim")
+
+    def __init__(self, trace: BatchTrace, val: Any, bdim: int):
+        self._trace = trace
+        self.val = val
+        self.bdim = bdim
+
+    @property
+    def aval(self) -> ShapedArray:
+        aval = get_aval(self.val)
+        shape = list(aval.shape)
+        del shape[self.bdim]
+        return ShapedArray(tuple(shape), aval.dtype, aval.weak_type)
+
+
+class BatchTrace(Trace):
+    __slots__ = ("axis_size",)
+
+    def __init__(self, parent: Trace | None, name: str = "", axis_size: int = 0) -> None:
+        super().__init__(parent, name)
+        self.axis_size = axis_size
+
+    def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
+        vals, dims, batched = [], [], False
+        for x in args:
+            if type(x) is BatchTracer and x._trace is self:
+                vals.append(x.val)
+                dims.append(x.bdim)
+                batched = True
+            else:
+                vals.append(x)
+                dims.append(not_mapped)
+        if not batched:
+            return self.parent.process_primitive(prim, vals, params)
+        if prim.batch is None:
+            raise NotImplementedError(f"vmap: primitive {prim.name} has no batching rule")
+        out, out_dim = call_with_trace(self.parent, prim.batch, vals, dims, **params)
+        if prim.multiple_results:
+            return [self._wrap(o, d) for o, d in zip(out, out_dim, strict=True)]
+        return self._wrap(out, out_dim)
+
+    def _wrap(self, val: Any, bdim: int | None) -> Any:
+        return val if bdim is None else BatchTracer(self, val, bdim)
+
+    def concretize(self, tracer: Tracer, conversion: str) -> Any:
+        raise ConcretizationTypeError(
+            f"{conversion}() was called on a batched value {tracer.aval.str_short()} inside "
+            f"{self.name or 'vmap'}: it holds one value per batch element, so it has no "
+            "single Python value. Use functrans.numpy.where for elementwise choices or "
+            "functrans.lax.cond for branches."
+        )
+
+
+def _moveaxis(x: Any, src: int, dst: int) -> Any:
+    if src == dst:
+        return x
+    ndim = get_aval(x).ndim
+    perm = [i for i in range(ndim) if i != src]
+    perm.insert(dst, src)
+    if isinstance(x, np.ndarray):
+        return np.transpose(x, perm)
+    return transpose(x, perm)
+
+
+def _broadcast_out(x: Any, size: int, axis: int) -> Any:
+    aval = get_aval(x)
+    shape = list(aval.shape)
+    shape.insert(axis, size)
+    dims = tuple(i if i < axis else i + 1 for i in range(aval.ndim))
+    if isinstance(x, (np.ndarray, np.generic, bool, int, float, complex)):
+        return np.broadcast_to(np.expand_dims(np.asarray(x), axis), shape)
+    return broadcast_in_dim(x, tuple(shape), dims)
+
+
+def vmap(
+    fun: Callable,
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    axis_size: int | None = None,
+) -> Callable:
+    """Vectorise ``fun`` over an axis of its inputs.
+
+    ``in_axes``: an int, ``None`` (not mapped), or a tuple/list with one entry per
+    positional argument, each an int, ``None`` or a pytree prefix of the argument.
+    Negative axes count from the end. ``out_axes`` likewise for the output. Keyword
+    arguments are mapped over axis 0.
+
+    >>> import functrans.numpy as fnp
+    >>> vmap(fnp.dot, in_axes=(0, None))(np.eye(3), np.arange(3.0))
+    array([0., 1., 2.])
+    """
+    name = f"vmap({getattr(fun, '__name__', 'fun')})"
+
+    @functools.wraps(fun)
+    def batched_fun(*args: Any, **kwargs: Any) -> Any:
+        if isinstance(in_axes, list):
+            axes_spec = tuple(in_axes)
+        else:
+            axes_spec = in_axes
+        if isinstance(axes_spec, tuple):
+            if len(axes_spec) != len(args):
+                raise ValueError(
+                    f"{name}: in_axes has {len(axes_spec)} entries but the function was "
+                    f"called with {len(args)} positional arguments"
+                )
+            arg_axes = list(axes_spec)
+        elif axes_spec is None or isinstance(axes_spec, int):
+            arg_axes = [axes_spec] * len(args)
+        else:
+            raise TypeError(f"{name}: in_axes must be an int, None, or a tuple/list, got {in_axes!r}")
+        leaves, in_tree = tree_flatten((tuple(args), kwargs))
+        leaf_axes = []
+        for i, (a, ax) in enumerate(zip(args, arg_axes, strict=True)):
+            leaf_axes += broadcast_prefix(ax, a, f"{name}: in_axes[{i}]")
+        leaf_axes += [0] * (len(leaves) - len(leaf_axes))
+        leaves = [as_array_arg(x, name) for x in leaves]
+        size = _mapped_size(name, leaves, leaf_axes, in_tree, axis_size)
+
+        with new_trace(BatchTrace, name, axis_size=size) as trace:
+            inputs = []
+            for x, ax in zip(leaves, leaf_axes, strict=True):
+                if ax is None:
+                    inputs.append(x)
+                else:
+                    ax = ax % get_aval(x).ndim
+                    inputs.append(BatchTracer(trace, x, ax))
+            a, kw = tree_unflatten(in_tree, inputs)
+            out = fun(*a, **kw)
+            out_leaves, out_tree = tree_flatten(out)
+            try:
+                out_leaf_axes = broadcast_prefix(out_axes, out, f"{name}: out_axes")
+            except ValueError:
+                if isinstance(out_axes, (tuple, list)) and len(out_axes) == 1:
+                    out_leaf_axes = broadcast_prefix(out_axes[0], out, f"{name}: out_axes")
+                else:
+                    raise
+            results = [
+                _finish_output(name, trace, o, ax, size)
+                for o, ax in zip(out_leaves, out_leaf_axes, strict=True)
+            ]
+        return tree_unflatten(out_tree, results)
+
+    return batched_fun
+
+
+def _finish_output(name: str, trace: BatchTrace, out: Any, out_axis: int | None, size: int) -> Any:
+    batched = type(out) is BatchTracer and out._trace is trace
+    if out_axis is None:
+        if batched:
+            raise ValueError(
+                f"{name}: an output with out_axes=None depends on the mapped axis "
+                f"(shape {out.aval.shape}); only unmapped outputs may use out_axes=None"
+            )
+        return out
+    ndim = get_aval(out).ndim + 1
+    if not -ndim <= out_axis < ndim:
+        raise ValueError(
+            f"{name}: out_axes {out_axis} is out of range for an output of rank {ndim}"
+        )
+    out_axis %= ndim
+    if not batched:
+        return _broadcast_out(out, size, out_axis)
+    return _moveaxis(out.val, out.bdim, out_axis)
+
+
+def _mapped_size(name, leaves, leaf_axes, in_tree, axis_size) -> int:
+    sizes = []
+    for i, (x, ax) in enumerate(zip(leaves, leaf_axes, strict=True)):
+        if ax is None:
+            continue
+        if not isinstance(ax, (int, np.integer)):
+            raise TypeError(f"{name}: in_axes entries must be int or None, got {ax!r}")
+        shape = get_aval(x).shape
+        if not -len(shape) <= ax < len(shape):
+            raise ValueError(
+                f"{name}: in_axes {ax} is out of range for argument leaf {i} of shape {shape} "
+                f"(rank {len(shape)})"
+            )
+        sizes.append((i, shape[ax % len(shape)]))
+    if not sizes:
+        if axis_size is None:
+            raise ValueError(
+                f"{name}: no input is mapped (every in_axes entry is None); pass axis_size"
+            )
+        return int(axis_size)
+    distinct = {s for _, s in sizes}
+    if len(distinct) > 1 or (axis_size is not None and distinct != {axis_size}):
+        listing = ", ".join(f"leaf {i}: {s}" for i, s in sizes)
+        raise ValueError(f"{name}: mapped axes have different sizes: {listing}")
+    return sizes[0][1]
