@@ -195,14 +195,15 @@ class ReverseTracer(Tracer):
 
 
 class ReverseTrace(Trace):
-    """Records a tape. Each entry: ``(first_slot, num_outputs, parent_slots, backward)``
-    where ``backward(cotangents) -> one cotangent (or None) per parent slot``."""
+    """Records a tape. Each entry: ``(first_slot, num_outputs, multiple, parent_slots,
+    backward)`` where ``backward(cotangents) -> one cotangent (or None) per parent
+    slot``; it receives a list of cotangents iff ``multiple`` (even for one output)."""
 
     __slots__ = ("tape", "num_slots")
 
     def __init__(self, parent: Trace | None, name: str = "") -> None:
         super().__init__(parent, name)
-        self.tape: list[tuple[int, int, tuple[int, ...], Callable]] = []
+        self.tape: list[tuple[int, int, bool, tuple[int, ...], Callable]] = []
         self.num_slots = 0
 
     def new_input(self, primal: Any) -> ReverseTracer:
@@ -234,7 +235,7 @@ class ReverseTrace(Trace):
         first = self.num_slots
         n = len(outs) if multiple else 1
         self.num_slots += n
-        self.tape.append((first, n, parents, backward))
+        self.tape.append((first, n, multiple, parents, backward))
         if multiple:
             return [
                 ReverseTracer(self, o, first + k) if _is_float(o) else o
@@ -251,8 +252,8 @@ class ReverseTrace(Trace):
         cts: list[Any] = [None] * self.num_slots
         for slot, ct in seeds.items():
             cts[slot] = _accumulate(cts[slot], ct)
-        for first, n, parents, backward in reversed(self.tape):
-            if n == 1:
+        for first, n, multiple, parents, backward in reversed(self.tape):
+            if not multiple:
                 g = cts[first]
                 if g is None:
                     continue
