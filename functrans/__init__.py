@@ -11,6 +11,7 @@ from functrans import (  # noqa: F401
     lax,
     nn,
     numpy,  # noqa: F401  (also attaches NumPy operators to tracers)
+    test_util,
     tree_util,
 )
 from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr  # noqa: F401
