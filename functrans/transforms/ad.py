@@ -313,7 +313,9 @@ def _pullback(trace: ReverseTrace, outs: list, in_slots: list, in_avals: list):
                         f"vjp: cotangent of shape {ct_aval.shape} for an output of shape "
                         f"{aval.shape}"
                     )
-                seeds[o.slot] = ct if ct_aval.dtype == aval.dtype else _cast(ct, aval.dtype)
+                ct = ct if ct_aval.dtype == aval.dtype else _cast(ct, aval.dtype)
+                # The same tracer may be returned twice: its cotangents add up.
+                seeds[o.slot] = _accumulate(seeds.get(o.slot), ct)
         cts = trace.backward(seeds, in_slots) if seeds else [None] * len(in_slots)
         return [_zeros(a) if c is None else c for c, a in zip(cts, in_avals, strict=True)]
 
