@@ -7,12 +7,15 @@ array([0., 0.])
 
 from functrans import (  # noqa: F401
     core,
+    datasets,
     errors,
     lax,
     nn,
     numpy,  # noqa: F401  (also attaches NumPy operators to tracers)
+    optim,
     test_util,
     tree_util,
+    viz,
 )
 from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr  # noqa: F401
 from functrans.transforms.ad import grad, jvp, linearize, value_and_grad, vjp  # noqa: F401
