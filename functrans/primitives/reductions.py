@@ -12,15 +12,20 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
-from functrans.primitives._rules import scalar_like
 from functrans.primitives.elementwise import (
     convert_element_type,
     div,
     eq,
     mul,
-    select,
 )
-from functrans.primitives.structural import broadcast_in_dim
+from functrans.primitives.structural import (
+    broadcast_in_dim,
+    concatenate,
+    reshape,
+    rev,
+    slice,
+    transpose,
+)
 
 
 def _check_axes(name: str, aval: ShapedArray, axes: tuple[int, ...]) -> None:
@@ -141,24 +146,41 @@ def reduce_prod(x: Any, axes: Sequence[int]) -> Any:
 def _product_of_others(x: Any, axes: tuple[int, ...]) -> Any:
     """For each element, the product of the other elements of its reduction group.
 
-    ``prod / x`` fails where ``x`` is zero, so zeros are counted: with no zero it is
-    ``prod / x``; with one zero, the zero's entry is the product of the non-zeros
-    and every other entry is 0; with two or more zeros everything is 0.
+    Computed as (product of the elements before it) * (product of those after it) in
+    the flattened group, both by exclusive cumulative products. Unlike ``prod / x``
+    this is exact where ``x`` has zeros, and it is a polynomial in ``x`` built from
+    differentiable primitives, so second derivatives are right there too.
     """
-    aval = get_aval(x)
-    zero = scalar_like(x, 0)
-    full = lambda v: np.full(aval.shape, v, aval.dtype)  # noqa: E731
-    is_zero = eq(x, zero)
-    safe = select(is_zero, full(1), x)
-    nonzero_prod = expand_reduced(reduce_prod(safe, axes), aval.shape, axes)
-    zeros = expand_reduced(
-        reduce_sum(convert_element_type(is_zero, np.int64), axes), aval.shape, axes
-    )
-    no_zero = eq(zeros, np.int64(0))
-    one_zero = eq(zeros, np.int64(1))
-    at_zero = select(one_zero, nonzero_prod, full(0))
-    elsewhere = select(no_zero, div(nonzero_prod, safe), full(0))
-    return select(is_zero, at_zero, elsewhere)
+    shape = get_aval(x).shape
+    kept = _kept_dims(len(shape), axes)
+    n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    grouped = reshape(transpose(x, (*kept, *axes)), (*[shape[k] for k in kept], n))
+    last = len(kept)
+    before = _shift_in_ones(_cumprod_last(grouped), 1)
+    after = rev(_shift_in_ones(_cumprod_last(rev(grouped, (last,))), 1), (last,))
+    others = mul(before, after)
+    permuted = reshape(others, (*[shape[k] for k in kept], *[shape[a] for a in axes]))
+    return transpose(permuted, tuple(np.argsort((*kept, *axes))))
+
+
+def _shift_in_ones(y: Any, k: int) -> Any:
+    """``y`` moved ``k`` places along its last axis, ones shifted in at the front."""
+    aval = get_aval(y)
+    *lead, n = aval.shape
+    k = min(k, n)
+    ones = np.ones((*lead, k), aval.dtype)
+    kept = slice(y, (0,) * aval.ndim, (*lead, n - k))
+    return concatenate([ones, kept], aval.ndim - 1)
+
+
+def _cumprod_last(y: Any) -> Any:
+    """Inclusive cumulative product along the last axis, in log2(n) doubling steps."""
+    n = get_aval(y).shape[-1]
+    k = 1
+    while k < n:
+        y = mul(y, _shift_in_ones(y, k))
+        k *= 2
+    return y
 
 
 def _reduce_prod_jvp(primals, tangents, *, axes):
