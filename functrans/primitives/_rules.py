@@ -135,21 +135,33 @@ def def_elementwise_derivatives(
     def jvp(primals, tangents, **params):
         ans = prim.bind(*primals, **params)
         out = Zero(get_aval(ans))
+        typed = _scalars_typed_like(primals, ans)
         for t, partial in zip(tangents, partials, strict=True):
             if partial is not None and type(t) is not Zero:
-                term = mul_p.bind(t, partial(ans, *primals, **params))
+                term = mul_p.bind(t, partial(ans, *typed, **params))
                 out = add_tangents(out, lift_to_shape(term, get_aval(ans).shape))
         return ans, out
 
     def make_vjp(i, partial):
         def vjp(g, ans, *primals, **params):
-            ct = mul_p.bind(g, partial(ans, *primals, **params))
+            typed = _scalars_typed_like(primals, ans)
+            ct = mul_p.bind(g, partial(ans, *typed, **params))
             return sum_to_shape(ct, get_aval(primals[i]).shape)
 
         return vjp
 
     prim.def_jvp(jvp)
     prim.def_vjp(*[None if p is None else make_vjp(i, p) for i, p in enumerate(partials)])
+
+
+def _scalars_typed_like(primals: Sequence[Any], ans: Any) -> list[Any]:
+    """Python-scalar operands as NumPy scalars of the result's dtype. A partial
+    derivative computes with its operands; a weakly typed ``2.0`` would come out of
+    NumPy as a float64 scalar and promote a float32 derivative to float64."""
+    dtype = get_aval(ans).dtype
+    if dtype.kind not in "fc":
+        return list(primals)
+    return [dtype.type(p) if type(p) in (bool, int, float, complex) else p for p in primals]
 
 
 def lift_to_shape(t: Any, shape: tuple[int, ...]) -> Any:
@@ -183,8 +195,9 @@ def def_linear(prim: Primitive, *transposes: Callable[..., Any] | None) -> None:
         ans = prim.bind(*primals, **params)
         if all(type(t) is Zero for t, lin in zip(tangents, linear, strict=True) if lin):
             return ans, Zero(get_aval(ans))
+        ans_dtype = get_aval(ans).dtype
         args = [
-            instantiate(t) if lin else p
+            _instantiate_as(t, ans_dtype) if lin else p
             for p, t, lin in zip(primals, tangents, linear, strict=True)
         ]
         return ans, prim.bind(*args, **params)
@@ -197,6 +210,14 @@ def def_linear(prim: Primitive, *transposes: Callable[..., Any] | None) -> None:
 
     prim.def_jvp(jvp)
     prim.def_vjp(*[None if t is None else make_vjp(t) for t in transposes])
+
+
+def _instantiate_as(t: Any, dtype: np.dtype) -> Any:
+    """A tangent, with a symbolic zero materialised; the zero tangent of a weakly typed
+    operand (a Python scalar) takes the result's dtype, as the operand itself did."""
+    if type(t) is not Zero:
+        return t
+    return np.zeros(t.aval.shape, dtype if t.aval.weak_type else t.aval.dtype)
 
 
 def def_bilinear(prim: Primitive, lhs_vjp: Callable[..., Any], rhs_vjp: Callable[..., Any]) -> None:
