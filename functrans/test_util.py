@@ -14,7 +14,7 @@ import numpy as np
 
 from functrans.core import Tracer
 from functrans.transforms.ad import jvp, vjp
-from functrans.tree_util import tree_flatten, tree_unflatten
+from functrans.tree_util import tree_flatten, tree_leaves, tree_unflatten
 
 __all__ = ["check_grads", "check_jvp", "check_vjp"]
 
@@ -48,8 +48,10 @@ def check_grads(
     directional derivative; ``"rev"`` checks ``vjp(f)`` through the inner-product
     identity ``<vjp(u), v> == <u, jvp(v)>`` with random ``u`` and ``v`` and the
     finite-difference ``jvp``. With ``order=2`` (or more) the same checks are applied
-    to the derivative functions themselves (``(x, v) -> jvp(f, x, v)`` and
-    ``x -> vjp(f, x)(f(x))``), as JAX's ``check_grads`` does.
+    to the derivative functions themselves, as JAX's ``check_grads`` does:
+    ``(x, v) -> jvp(f, x, v)`` at a random ``v`` and ``x -> vjp(f, x)(u)`` for a fixed
+    random ``u`` (JAX uses ``x`` and ``f(x)`` there, which hides second derivatives
+    at exact zeros).
 
     ``args`` is a sequence of positional arguments, each an array or a pytree of
     arrays. Leaves that are not floating point (integer indices, booleans) are held
@@ -78,7 +80,14 @@ def check_grads(
             full[i] = x
         return f(*tree_unflatten(tree, full))
 
-    _check_grads(flat_f, [leaves[i] for i in diff], order, modes, atol, rtol, eps, "")
+    xs = [leaves[i] for i in diff]
+    # Defaults come from the dtypes of f's inputs and outputs and hold for every order:
+    # the derivative functions are exactly as precise as f itself.
+    float_dtypes = _float_dtypes([*xs, *tree_leaves(flat_f(*xs))])
+    if eps is None:
+        eps = max((_DEFAULT_EPS.get(d, 1e-5) for d in float_dtypes), default=1e-5)
+    atol, rtol = _tolerance(atol, rtol, float_dtypes)
+    _check_grads(flat_f, xs, order, modes, atol, rtol, eps, "")
 
 
 def _check_grads(f, xs, order, modes, atol, rtol, eps, what) -> None:
@@ -92,16 +101,26 @@ def _check_grads(f, xs, order, modes, atol, rtol, eps, what) -> None:
                 primals, tangents = primals_and_tangents[:n], primals_and_tangents[n:]
                 return jvp(f, primals, tangents)
 
-            # As in JAX, the primals double as the tangents of the outer check.
-            _check_grads(f_jvp, [*xs, *xs], order - 1, modes, atol, rtol, eps, fwd_what)
+            # JAX's check_grads reuses the primals as tangents here; random tangents
+            # also exercise second derivatives at inputs that are exactly zero.
+            rng = np.random.default_rng(2)
+            ts = [_random_like(rng, x) for x in xs]
+            _check_grads(f_jvp, [*xs, *ts], order - 1, modes, atol, rtol, eps, fwd_what)
     if "rev" in modes:
         rev_what = f"VJP of {what}" if what else "VJP"
         check_vjp(f, xs, atol=atol, rtol=rtol, eps=eps, what=rev_what)
         if order > 1:
 
+            # A fixed random cotangent (JAX uses the primal output, which hides second
+            # derivatives wherever the output is zero).
+            rng = np.random.default_rng(3)
+            out_leaves, out_tree = tree_flatten(f(*xs))
+            cts = [_random_like(rng, o) if _is_float(o) else np.zeros_like(o) for o in out_leaves]
+            ct = tree_unflatten(out_tree, cts)
+
             def f_vjp(*primals: Any) -> Any:
-                out, pullback = vjp(f, *primals)
-                return pullback(out)
+                _, pullback = vjp(f, *primals)
+                return pullback(ct)
 
             _check_grads(f_vjp, xs, order - 1, modes, atol, rtol, eps, rev_what)
 
@@ -125,7 +144,7 @@ def check_jvp(
     context = _Context(what, xs)
     if not out_tree == t_tree == expected_tree:
         context.fail(f"output structures differ: {out_tree}, {t_tree} and {expected_tree}")
-    atol, rtol = _tolerance(atol, rtol, xs, out_leaves)
+    atol, rtol = _tolerance(atol, rtol, _float_dtypes([*xs, *out_leaves]))
     for k, (o, e) in enumerate(zip(out_leaves, expected_leaves, strict=True)):
         context.check_close(f"primal output {k}", o, e, atol, rtol)
     numeric = _numerical_jvp(f, xs, tangents, eps)
@@ -156,7 +175,7 @@ def check_vjp(
     out_leaves, out_tree = tree_flatten(out)
     expected_leaves, _ = tree_flatten(f(*xs))
     context = _Context(what, xs)
-    atol, rtol = _tolerance(atol, rtol, xs, out_leaves)
+    atol, rtol = _tolerance(atol, rtol, _float_dtypes([*xs, *out_leaves]))
     for k, (o, e) in enumerate(zip(out_leaves, expected_leaves, strict=True)):
         context.check_close(f"primal output {k}", o, e, atol, rtol)
     tangents = [_random_like(rng, x) for x in xs]
@@ -228,10 +247,13 @@ def _eps_for(eps: float | None, dtype: np.dtype) -> float:
     return _DEFAULT_EPS.get(np.dtype(dtype), 1e-5)
 
 
-def _tolerance(atol, rtol, xs, outs) -> tuple[float, float]:
-    dtypes = [np.asarray(x).dtype for x in [*xs, *outs] if _is_float(x)]
+def _tolerance(atol, rtol, dtypes) -> tuple[float, float]:
     default = max((_DEFAULT_TOL.get(np.dtype(d), 1e-5) for d in dtypes), default=1e-5)
     return (default if atol is None else atol), (default if rtol is None else rtol)
+
+
+def _float_dtypes(values: Sequence[Any]) -> list[np.dtype]:
+    return [np.asarray(x).dtype for x in values if _is_float(x)]
 
 
 def _inner(xs: Sequence[Any], ys: Sequence[Any]) -> float:
