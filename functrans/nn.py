@@ -27,7 +27,7 @@ import numpy.typing as npt
 from functrans import numpy as fnp
 from functrans import primitives as lax
 from functrans.core import Tracer, get_aval
-from functrans.transforms.custom import stop_gradient
+from functrans.transforms.custom import custom_jvp, stop_gradient
 
 __all__ = [
     "glorot_uniform",
@@ -86,11 +86,30 @@ def tanh(x: Any) -> Any:
 def softplus(x: Any) -> Any:
     """``log(1 + exp(x))``, computed as ``max(x, 0) + log1p(exp(-|x|))`` so that it
     neither overflows for large ``x`` nor loses precision for very negative ``x``.
+    Its derivative is ``sigmoid(x)`` (a custom rule: the kinks of ``max`` and ``|x|``
+    at 0 would otherwise make the second derivative at 0 wrong).
 
     >>> softplus(np.array([-1000.0, 0.0, 1000.0])).round(4).tolist()
     [0.0, 0.6931, 1000.0]
+    >>> import functrans as ft
+    >>> float(ft.grad(ft.grad(softplus))(0.0))  # sigmoid'(0)
+    0.25
     """
+    return _softplus(x)
+
+
+@custom_jvp
+def _softplus(x: Any) -> Any:
     return fnp.maximum(x, 0) + fnp.log1p(fnp.exp(-fnp.abs(x)))
+
+
+_softplus.__name__ = "softplus"  # the name jaxprs show for the call
+
+
+@_softplus.defjvp
+def _softplus_jvp(primals: tuple[Any], tangents: tuple[Any]) -> tuple[Any, Any]:
+    (x,), (t,) = primals, tangents
+    return _softplus(x), t * sigmoid(x)
 
 
 def log_sigmoid(x: Any) -> Any:

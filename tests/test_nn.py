@@ -95,6 +95,11 @@ def test_sigmoid_limits_and_exact_gradients():
     np.testing.assert_allclose(nn.log_sigmoid(np.array([-1000.0, 1000.0])), [-1000.0, 0.0])
     assert float(ft.grad(nn.log_sigmoid)(-1000.0)) == 1.0
     assert float(ft.grad(nn.softplus)(0.0)) == 0.5  # sigmoid(0), also at the kink of |x|
+    # Second derivatives at 0, where max(x, 0) and |x| have kinks: sigmoid'(0) = 1/4.
+    assert float(ft.grad(ft.grad(nn.softplus))(0.0)) == 0.25
+    assert float(ft.grad(ft.grad(nn.log_sigmoid))(0.0)) == -0.25
+    np.testing.assert_allclose(ft.hessian(lambda x: fnp.sum(nn.softplus(x)))(np.zeros(3)),
+                               0.25 * np.eye(3))
 
 
 @pytest.mark.parametrize(
