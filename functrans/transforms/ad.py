@@ -102,9 +102,18 @@ def _jvp_flat(fun: Callable, primals: list, tangents: list, name: str) -> tuple[
 
 
 def _check_tangent(p: Any, t: Any, what: str) -> Any:
+    weak = type(t) in (int, float, complex)  # a Python scalar adopts the primal's dtype
+    t = _as_input(t, what)
     pa, ta = get_aval(p), get_aval(t)
     if pa.shape != ta.shape:
         raise ValueError(f"{what}: tangent of shape {ta.shape} for a primal of shape {pa.shape}")
+    if pa.dtype.kind in "fc" and ta.dtype != pa.dtype:
+        if weak:
+            return pa.dtype.type(t)
+        raise TypeError(
+            f"{what}: tangent of dtype {ta.dtype.name} for a primal of dtype {pa.dtype.name}; "
+            "a tangent has its primal's dtype"
+        )
     return t
 
 
@@ -123,7 +132,7 @@ def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple
     if p_tree != t_tree:
         raise ValueError(f"jvp: primals {p_tree} and tangents {t_tree} differ in structure")
     p_leaves = [_as_input(x, "jvp") for x in p_leaves]
-    t_leaves = [_check_tangent(p, _as_input(t, "jvp"), "jvp") for p, t in zip(p_leaves, t_leaves)]
+    t_leaves = [_check_tangent(p, t, "jvp") for p, t in zip(p_leaves, t_leaves, strict=True)]
     out_tree_box = []
     flat = _flatten_fun(fun, p_tree, out_tree_box)
     out_p, out_t = _jvp_flat(flat, p_leaves, t_leaves, f"jvp({_name(fun)})")
@@ -458,9 +467,16 @@ def _as_input(x: Any, what: str) -> Any:
 
 
 def _check_argnums(name: str, argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if isinstance(argnums, (int, np.integer)):
+        nums: tuple = (argnums,)
+    elif isinstance(argnums, (tuple, list)):
+        nums = tuple(argnums)
+    else:
+        nums = (argnums,)
     for n in nums:
-        if not isinstance(n, (int, np.integer)) or not -nargs <= n < nargs:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+            raise TypeError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
+        if not -nargs <= n < nargs:
             raise ValueError(
                 f"{name}: argnums {argnums} out of range for a call with {nargs} positional "
                 "arguments"
