@@ -256,7 +256,9 @@ class custom_jvp:
     >>> @custom_jvp
     ... def f(x):
     ...     return fnp.sin(x)
-    >>> f.defjvp(lambda primals, tangents: (f(primals[0]), 2.0 * tangents[0]))
+    >>> @f.defjvp
+    ... def f_jvp(primals, tangents):
+    ...     return f(primals[0]), 2.0 * tangents[0]
     >>> float(ft.grad(f)(0.3))
     2.0
     """
