@@ -129,9 +129,11 @@ _PYTHON_SCALAR_DTYPES = {
 
 def get_aval(x: Any) -> ShapedArray:
     """The abstract value of any array-like value or tracer."""
+    if type(x) is np.ndarray or isinstance(x, np.generic):
+        return ShapedArray(x.shape, x.dtype)
     if isinstance(x, Tracer):
         return x.aval
-    if isinstance(x, (np.ndarray, np.generic)):
+    if isinstance(x, np.ndarray):
         return ShapedArray(x.shape, x.dtype)
     dtype = _PYTHON_SCALAR_DTYPES.get(type(x))
     if dtype is not None:

@@ -52,6 +52,14 @@ class JVPTracer(Tracer):
     def aval(self) -> ShapedArray:
         return get_aval(self.primal)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.primal.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.primal.dtype
+
 
 class JVPTrace(Trace):
     __slots__ = ()
@@ -194,13 +202,15 @@ class ReverseTracer(Tracer):
     def aval(self) -> ShapedArray:
         return get_aval(self.primal)
 
+    # The NumPy layer asks for shapes and dtypes on every operation: answer from the
+    # primal directly instead of building an aval.
     @property
     def shape(self) -> tuple[int, ...]:
-        return get_aval(self.primal).shape
+        return self.primal.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return get_aval(self.primal).dtype
+        return self.primal.dtype
 
 
 class ReverseTrace(Trace):
