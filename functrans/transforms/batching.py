@@ -145,12 +145,15 @@ def vmap(
         else:
             raise TypeError(f"{name}: in_axes must be an int, None, or a tuple/list, got {in_axes!r}")
         leaves, in_tree = tree_flatten((tuple(args), kwargs))
-        leaf_axes = []
+        leaf_axes, owners = [], []
         for i, (a, ax) in enumerate(zip(args, arg_axes, strict=True)):
-            leaf_axes += broadcast_prefix(ax, a, f"{name}: in_axes[{i}]")
+            axes = broadcast_prefix(ax, a, f"{name}: in_axes[{i}]")
+            leaf_axes += axes
+            owners += [f"argument {i}"] * len(axes)
+        owners += ["a keyword argument"] * (len(leaves) - len(leaf_axes))
         leaf_axes += [0] * (len(leaves) - len(leaf_axes))
         leaves = [as_array_arg(x, name) for x in leaves]
-        size = _mapped_size(name, leaves, leaf_axes, in_tree, axis_size)
+        size = _mapped_size(name, leaves, leaf_axes, owners, axis_size)
 
         with new_trace(BatchTrace, name, axis_size=size) as trace:
             inputs = []
@@ -199,9 +202,9 @@ def _finish_output(name: str, trace: BatchTrace, out: Any, out_axis: int | None,
     return _moveaxis(out.val, out.bdim, out_axis)
 
 
-def _mapped_size(name, leaves, leaf_axes, in_tree, axis_size) -> int:
+def _mapped_size(name, leaves, leaf_axes, owners, axis_size) -> int:
     sizes = []
-    for i, (x, ax) in enumerate(zip(leaves, leaf_axes, strict=True)):
+    for i, (x, ax, owner) in enumerate(zip(leaves, leaf_axes, owners, strict=True)):
         if ax is None:
             continue
         if not isinstance(ax, (int, np.integer)):
@@ -209,10 +212,10 @@ def _mapped_size(name, leaves, leaf_axes, in_tree, axis_size) -> int:
         shape = get_aval(x).shape
         if not -len(shape) <= ax < len(shape):
             raise ValueError(
-                f"{name}: in_axes {ax} is out of range for argument leaf {i} of shape {shape} "
+                f"{name}: in_axes {ax} is out of range for {owner} of shape {shape} "
                 f"(rank {len(shape)})"
             )
-        sizes.append((i, shape[ax % len(shape)]))
+        sizes.append((owner, shape[ax % len(shape)]))
     if not sizes:
         if axis_size is None:
             raise ValueError(
@@ -221,6 +224,8 @@ def _mapped_size(name, leaves, leaf_axes, in_tree, axis_size) -> int:
         return int(axis_size)
     distinct = {s for _, s in sizes}
     if len(distinct) > 1 or (axis_size is not None and distinct != {axis_size}):
-        listing = ", ".join(f"leaf {i}: {s}" for i, s in sizes)
+        listing = ", ".join(f"{owner} has size {s}" for owner, s in sizes)
+        if axis_size is not None:
+            listing += f", axis_size is {axis_size}"
         raise ValueError(f"{name}: mapped axes have different sizes: {listing}")
     return sizes[0][1]
