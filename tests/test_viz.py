@@ -165,3 +165,14 @@ def test_graphviz_parses_the_graph(closed):
     graph = json.loads(proc.stdout)
     assert len([o for o in graph["objects"] if "nodes" not in o]) == nodes
     assert len(graph["edges"]) == edges
+
+
+@pytest.mark.skipif(not hasattr(lax, "cond"), reason="lax.cond is not available")
+def test_each_branch_of_a_cond_is_a_cluster():
+    def f(x):
+        return lax.cond(ft.numpy.sum(x) > 0, lambda x: x * 2.0, ft.numpy.sin, x)
+
+    dot = viz.to_dot(ft.make_jaxpr(f)(np.ones(3)))
+    assert "subgraph cluster_0 {" in dot and "subgraph cluster_1 {" in dot
+    assert 'label="cond: branches[0]"' in dot and 'label="cond: branches[1]"' in dot
+    assert "= sin" in dot and "= mul" in dot
