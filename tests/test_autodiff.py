@@ -1,0 +1,536 @@
+"""The differentiation API: grad, value_and_grad, vjp, jvp, linearize, jacfwd, jacrev,
+hessian, custom_jvp/custom_vjp and stop_gradient, against closed forms in NumPy."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+import functrans as ft
+import functrans.numpy as fnp
+from functrans.errors import UnexpectedTracerError
+from functrans.primitives import all_primitives
+from functrans.test_util import check_grads
+
+X = np.array([0.3, -1.2, 2.0])
+A = np.array([[0.5, -1.0, 0.25], [1.5, 0.3, -0.7]])
+
+
+def sum_tanh_sq(x):
+    return fnp.sum(fnp.tanh(x) ** 2)
+
+
+def sum_tanh_sq_grad(x):
+    t = np.tanh(x)
+    return 2 * t * (1 - t**2)
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+# ---------------------------------------------------------------------------
+# grad and value_and_grad
+# ---------------------------------------------------------------------------
+
+
+def test_grad_matches_the_closed_form():
+    np.testing.assert_allclose(ft.grad(sum_tanh_sq)(X), sum_tanh_sq_grad(X), rtol=1e-12)
+
+
+def test_value_and_grad_returns_both():
+    value, g = ft.value_and_grad(sum_tanh_sq)(X)
+    np.testing.assert_allclose(value, np.sum(np.tanh(X) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(g, sum_tanh_sq_grad(X), rtol=1e-12)
+
+
+def f_xy(x, y):
+    return fnp.sum(fnp.sin(x) * y**2)
+
+
+def test_argnums_int_negative_and_tuple():
+    y = np.array([1.0, 2.0, -0.5])
+    gx_expected, gy_expected = np.cos(X) * y**2, 2 * np.sin(X) * y
+    np.testing.assert_allclose(ft.grad(f_xy)(X, y), gx_expected)
+    np.testing.assert_allclose(ft.grad(f_xy, argnums=1)(X, y), gy_expected)
+    np.testing.assert_allclose(ft.grad(f_xy, argnums=-1)(X, y), gy_expected)
+    gx, gy = ft.grad(f_xy, argnums=(0, 1))(X, y)
+    np.testing.assert_allclose(gx, gx_expected)
+    np.testing.assert_allclose(gy, gy_expected)
+    (only_y,) = ft.grad(f_xy, argnums=(1,))(X, y)
+    np.testing.assert_allclose(only_y, gy_expected)
+    _, (gx, gy) = ft.value_and_grad(f_xy, argnums=(0, 1))(X, y)
+    np.testing.assert_allclose(gy, gy_expected)
+
+
+@pytest.mark.parametrize("argnums", [2, -3, (0, 2)])
+def test_argnums_out_of_range(argnums):
+    with pytest.raises(ValueError, match="argnums") as info:
+        ft.grad(f_xy, argnums=argnums)(X, X)
+    assert "2 positional arguments" in str(info.value)
+
+
+@pytest.mark.parametrize("argnums", ["x", 1.0])
+def test_argnums_of_the_wrong_type(argnums):
+    with pytest.raises(TypeError, match="argnums"):
+        ft.grad(f_xy, argnums=argnums)(X, X)
+
+
+def test_has_aux():
+    def loss(w):
+        pred = fnp.tanh(w)
+        return fnp.sum(pred**2), {"pred": pred, "note": "aux can hold anything"}
+
+    g, aux = ft.grad(loss, has_aux=True)(X)
+    np.testing.assert_allclose(g, sum_tanh_sq_grad(X))
+    np.testing.assert_allclose(aux["pred"], np.tanh(X))
+    assert isinstance(aux["pred"], np.ndarray) and aux["note"] == "aux can hold anything"
+    (value, aux), g = ft.value_and_grad(loss, has_aux=True)(X)
+    np.testing.assert_allclose(value, np.sum(np.tanh(X) ** 2))
+    np.testing.assert_allclose(aux["pred"], np.tanh(X))
+
+
+def test_has_aux_requires_a_pair():
+    with pytest.raises(TypeError, match="has_aux"):
+        ft.grad(sum_tanh_sq, has_aux=True)(X)
+
+
+@pytest.mark.parametrize("bad", [np.array([1, 2]), np.array([True, False]), 3])
+def test_integer_and_bool_inputs_are_a_type_error(bad):
+    with pytest.raises(TypeError) as info:
+        ft.grad(lambda x: fnp.sum(x * 2.0))(bad)
+    message = str(info.value)
+    assert np.asarray(bad).dtype.name in message and "allow_int" in message
+
+
+def test_allow_int_gives_a_zero_gradient_for_the_integer_input():
+    f = lambda n, x: fnp.sum(x**2) * n
+    gn, gx = ft.grad(f, argnums=(0, 1), allow_int=True)(3, X)
+    assert np.all(np.asarray(gn) == 0)
+    np.testing.assert_allclose(gx, 6 * X)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 1), (1,)])
+def test_non_scalar_output_is_a_type_error_naming_the_shape(shape):
+    with pytest.raises(TypeError) as info:
+        ft.grad(lambda x: fnp.reshape(x, shape) * 2.0)(np.ones(int(np.prod(shape))))
+    assert str(shape) in str(info.value)
+
+
+def test_gradient_has_the_shape_and_dtype_of_its_input():
+    for x in (X, X.astype(np.float32), np.float32(0.5), 0.5, np.ones((2, 3), np.float32)):
+        g = ft.grad(lambda x: fnp.sum(fnp.sin(x) * 3.0))(x)
+        assert np.shape(g) == np.shape(x)
+        assert np.asarray(g).dtype == np.asarray(x).dtype
+    g = ft.grad(lambda x, y: fnp.sum(y))(X.astype(np.float32), X)  # independent of x
+    assert g.dtype == np.float32 and np.all(g == 0)
+
+
+def test_keyword_arguments_are_not_differentiated():
+    g = ft.grad(lambda x, scale=1.0: fnp.sum(x**2) * scale)(X, scale=3.0)
+    np.testing.assert_allclose(g, 6 * X)
+
+
+# ---------------------------------------------------------------------------
+# Pytrees
+# ---------------------------------------------------------------------------
+
+Params = namedtuple("Params", ["w", "b"])
+
+
+def test_grad_of_dict_tuple_and_namedtuple_arguments():
+    x = np.array([1.0, -2.0, 0.5])
+    params = {"layer": Params(w=A, b=np.array([0.1, -0.1])), "scale": (np.array(2.0),)}
+
+    def loss(p, x):
+        z = p["layer"].w @ x + p["layer"].b
+        return fnp.sum(fnp.tanh(z)) * p["scale"][0]
+
+    g = ft.grad(loss)(params, x)
+    assert isinstance(g, dict) and isinstance(g["layer"], Params)
+    assert isinstance(g["scale"], tuple)
+    z = A @ x + params["layer"].b
+    delta = 2.0 * (1 - np.tanh(z) ** 2)
+    np.testing.assert_allclose(g["layer"].w, np.outer(delta, x))
+    np.testing.assert_allclose(g["layer"].b, delta)
+    np.testing.assert_allclose(g["scale"][0], np.sum(np.tanh(z)))
+    assert g["scale"][0].shape == ()
+
+
+def test_vjp_and_jvp_with_pytree_inputs_and_outputs():
+    def f(p):
+        return {"prod": p.w * p.b, "pair": (fnp.sum(p.w), fnp.exp(p.b))}
+
+    p = Params(w=np.array([1.0, 2.0]), b=np.array([0.5, -1.0]))
+    out, pullback = ft.vjp(f, p)
+    assert set(out) == {"prod", "pair"}
+    ct = {"prod": np.array([1.0, 10.0]), "pair": (np.array(3.0), np.array([2.0, 0.0]))}
+    (g,) = pullback(ct)
+    assert isinstance(g, Params)
+    np.testing.assert_allclose(g.w, ct["prod"] * p.b + 3.0)
+    np.testing.assert_allclose(g.b, ct["prod"] * p.w + ct["pair"][1] * np.exp(p.b))
+
+    t = Params(w=np.array([1.0, 0.0]), b=np.array([0.0, 1.0]))
+    out, tangent = ft.jvp(f, (p,), (t,))
+    np.testing.assert_allclose(tangent["prod"], t.w * p.b + p.w * t.b)
+    np.testing.assert_allclose(tangent["pair"][0], 1.0)
+    np.testing.assert_allclose(tangent["pair"][1], np.exp(p.b) * t.b)
+
+
+def test_jacobians_of_pytrees():
+    def f(p):
+        return {"a": p["x"] * 2.0, "b": fnp.sum(p["x"] * p["y"])}
+
+    p = {"x": np.array([1.0, 2.0, 3.0]), "y": np.array([4.0, 5.0, 6.0])}
+    for jac in (ft.jacfwd, ft.jacrev):
+        j = jac(f)(p)
+        np.testing.assert_allclose(j["a"]["x"], 2 * np.eye(3))
+        np.testing.assert_allclose(j["a"]["y"], np.zeros((3, 3)))
+        np.testing.assert_allclose(j["b"]["x"], p["y"])
+        np.testing.assert_allclose(j["b"]["y"], p["x"])
+
+
+# ---------------------------------------------------------------------------
+# vjp, jvp, linearize
+# ---------------------------------------------------------------------------
+
+
+def tanh_affine(x):
+    return fnp.tanh(A @ x)
+
+
+def tanh_affine_jacobian(x):
+    return (1 - np.tanh(A @ x) ** 2)[:, None] * A
+
+
+def test_vjp_fn_called_repeatedly_with_different_cotangents():
+    out, pullback = ft.vjp(tanh_affine, X)
+    np.testing.assert_allclose(out, np.tanh(A @ X))
+    jac = tanh_affine_jacobian(X)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        u = rng.standard_normal(2)
+        (g,) = pullback(u)
+        np.testing.assert_allclose(g, jac.T @ u, rtol=1e-12)
+    # The basis vectors give the rows of the Jacobian; the results stay independent.
+    rows = [pullback(e)[0] for e in np.eye(2)]
+    np.testing.assert_allclose(np.stack(rows), jac, rtol=1e-12)
+
+
+def test_vjp_with_several_primals_and_has_aux():
+    out, pullback, aux = ft.vjp(lambda a, b: (a * b, {"ratio": a / b}), X, X + 5.0, has_aux=True)
+    ga, gb = pullback(np.ones(3))
+    np.testing.assert_allclose(ga, X + 5.0)
+    np.testing.assert_allclose(gb, X)
+    np.testing.assert_allclose(aux["ratio"], X / (X + 5.0))
+
+
+def test_vjp_rejects_a_cotangent_of_the_wrong_shape():
+    _, pullback = ft.vjp(tanh_affine, X)
+    with pytest.raises(ValueError, match=r"\(3,\).*\(2,\)"):
+        pullback(np.ones(3))
+
+
+def test_jvp_matches_the_closed_form():
+    v = np.array([1.0, 0.5, -2.0])
+    out, tangent = ft.jvp(tanh_affine, (X,), (v,))
+    np.testing.assert_allclose(out, np.tanh(A @ X))
+    np.testing.assert_allclose(tangent, tanh_affine_jacobian(X) @ v, rtol=1e-12)
+
+
+def test_jvp_argument_errors():
+    with pytest.raises(TypeError, match="tuples or lists"):
+        ft.jvp(tanh_affine, X, np.ones(3))
+    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+        ft.jvp(tanh_affine, (X,), (np.ones(2),))
+    with pytest.raises(TypeError, match="float32.*float64"):
+        ft.jvp(tanh_affine, (X,), (np.ones(3, np.float32),))
+
+
+def test_linearize_evaluates_the_jacobian_without_rerunning_the_function():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return fnp.sin(x) * x
+
+    out, f_jvp = ft.linearize(f, X)
+    assert len(calls) == 1
+    np.testing.assert_allclose(out, np.sin(X) * X)
+    for v in (np.ones(3), np.array([0.0, 2.0, -1.0])):
+        np.testing.assert_allclose(f_jvp(v), (np.cos(X) * X + np.sin(X)) * v, rtol=1e-12)
+    assert len(calls) == 1
+    np.testing.assert_allclose(f_jvp(np.ones(3)), ft.jvp(f, (X,), (np.ones(3),))[1])
+
+
+# ---------------------------------------------------------------------------
+# float32 stays float32
+# ---------------------------------------------------------------------------
+
+
+def test_float32_inputs_give_float32_derivatives():
+    x = X.astype(np.float32)
+    a = A.astype(np.float32)
+    f = lambda x: fnp.sum(fnp.tanh(a @ x) * 2.0 + x[0] ** 2)
+    assert ft.grad(f)(x).dtype == np.float32
+    assert ft.value_and_grad(f)(x)[0].dtype == np.float32
+    assert ft.jvp(f, (x,), (np.ones(3, np.float32),))[1].dtype == np.float32
+    assert ft.vjp(lambda x: fnp.exp(x) / 3.0, x)[1](np.ones(3, np.float32))[0].dtype == np.float32
+    assert ft.linearize(f, x)[1](np.ones(3, np.float32)).dtype == np.float32
+    assert ft.jacfwd(lambda x: fnp.sin(x) * 0.5)(x).dtype == np.float32
+    assert ft.jacrev(lambda x: fnp.sin(x) * 0.5)(x).dtype == np.float32
+    assert ft.hessian(f)(x).dtype == np.float32
+    np.testing.assert_allclose(ft.grad(f)(x), ft.grad(f)(X.astype(np.float64)), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Higher order
+# ---------------------------------------------------------------------------
+
+
+def test_grad_of_grad():
+    f = lambda x: fnp.sin(x) * x
+    d2 = ft.grad(ft.grad(f))
+    for x in (0.3, -1.7, 2.5):
+        np.testing.assert_allclose(d2(x), 2 * np.cos(x) - x * np.sin(x), rtol=1e-12)
+    d3 = ft.grad(ft.grad(ft.grad(f)))
+    np.testing.assert_allclose(d3(0.3), -3 * np.sin(0.3) - 0.3 * np.cos(0.3), rtol=1e-12)
+
+
+def test_jacfwd_of_jacrev_and_the_other_orders():
+    f = lambda x: fnp.sum(fnp.exp(x[0] * x) * x)
+    x = np.array([0.5, -0.3, 1.1])
+    expected = ft.hessian(f)(x)
+    for outer in (ft.jacfwd, ft.jacrev):
+        for inner in (ft.jacfwd, ft.jacrev):
+            np.testing.assert_allclose(outer(inner(f))(x), expected, rtol=1e-10)
+    # Closed form of the Hessian of f = sum_i x_i exp(x_0 x_i), with e_i = exp(x_0 x_i).
+    x0, e = x[0], np.exp(x[0] * x)
+    h = np.diag(x0 * e * (2 + x0 * x))
+    cross = x * e * (2 + x0 * x)
+    h[0, 1:] = h[1:, 0] = cross[1:]
+    h[0, 0] = e[0] * (6 * x0 + 4 * x0**3) + np.sum(x[1:] ** 3 * e[1:])
+    np.testing.assert_allclose(expected, h, rtol=1e-10)
+
+
+def test_hessian_of_sum_tanh_of_a_linear_map():
+    f = lambda x: fnp.sum(fnp.tanh(A @ x))
+    t = np.tanh(A @ X)
+    expected = A.T @ np.diag(-2 * t * (1 - t**2)) @ A
+    np.testing.assert_allclose(ft.hessian(f)(X), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_jacobian_shapes_are_out_shape_plus_in_shape():
+    x = np.ones((2, 3))
+    f = lambda x: fnp.outer(fnp.sum(x, axis=0), np.arange(4.0))
+    for jac in (ft.jacfwd, ft.jacrev):
+        j = jac(f)(x)
+        assert j.shape == (3, 4, 2, 3)
+        expected = np.zeros((3, 4, 2, 3))
+        for i in range(3):
+            expected[i, :, :, i] = np.arange(4.0)[:, None]
+        np.testing.assert_allclose(j, expected)
+    jx, jy = ft.jacrev(lambda x, y: x * y[0], argnums=(0, 1))(X, np.ones(2))
+    assert jx.shape == (3, 3) and jy.shape == (3, 2)
+    np.testing.assert_allclose(jy[:, 0], X)
+
+
+def test_check_grads_on_a_composite_to_second_order():
+    check_grads(lambda x, w: fnp.sum(fnp.tanh(w @ x) ** 2 * fnp.exp(x[:2])), (X, A), order=2)
+
+
+# ---------------------------------------------------------------------------
+# Python control flow on values
+# ---------------------------------------------------------------------------
+
+
+def piecewise(x):
+    if x > 0:
+        return x**3
+    return -2.0 * x
+
+
+def test_python_branches_on_values_under_every_derivative():
+    assert ft.grad(piecewise)(2.0) == 12.0
+    assert ft.grad(piecewise)(-1.0) == -2.0
+    assert ft.jvp(piecewise, (2.0,), (1.0,))[1] == 12.0
+    assert ft.vjp(piecewise, -3.0)[1](1.0) == (-2.0,)
+    assert ft.grad(ft.grad(piecewise))(2.0) == 12.0
+    np.testing.assert_allclose(ft.hessian(piecewise)(2.0), 12.0)
+
+
+def test_python_loops_on_values_under_grad():
+    def newton_sqrt(a):
+        y = a
+        while fnp.abs(y * y - a) > 1e-12:
+            y = 0.5 * (y + a / y)
+        return y
+
+    np.testing.assert_allclose(ft.grad(newton_sqrt)(4.0), 0.25, rtol=1e-9)
+
+    def repeat(x):
+        for _ in range(int(x[0])):
+            x = x * 1.5
+        return fnp.sum(x)
+
+    np.testing.assert_allclose(ft.grad(repeat)(np.array([2.0, 1.0])), [2.25, 2.25])
+
+
+# ---------------------------------------------------------------------------
+# custom_vjp and custom_jvp
+# ---------------------------------------------------------------------------
+
+
+@ft.custom_vjp
+def softplus(x):
+    return fnp.log1p(fnp.exp(x))
+
+
+def _softplus_fwd(x):
+    return softplus(x), x
+
+
+def _softplus_bwd(x, g):
+    return (g / (1.0 + fnp.exp(-x)),)
+
+
+softplus.defvjp(_softplus_fwd, _softplus_bwd)
+
+
+@ft.custom_vjp
+def clip_gradient(x):
+    return x
+
+
+clip_gradient.defvjp(lambda x: (x, None), lambda _, g: (fnp.clip(g, -1.0, 1.0),))
+
+
+def test_custom_vjp_rule_is_used_by_reverse_mode():
+    np.testing.assert_allclose(ft.grad(lambda x: fnp.sum(softplus(x)))(X), sigmoid(X))
+    np.testing.assert_allclose(softplus(X), np.log1p(np.exp(X)))  # eager: the function
+    g = ft.grad(lambda x: fnp.sum(5.0 * clip_gradient(x)))(X)
+    np.testing.assert_allclose(g, np.ones(3))  # clipped, not 5
+    np.testing.assert_allclose(ft.jacrev(lambda x: 5.0 * clip_gradient(x))(X), np.eye(3))
+
+
+def test_custom_vjp_under_forward_mode_differentiates_the_function():
+    _, t = ft.jvp(lambda x: 5.0 * clip_gradient(x), (X,), (np.ones(3),))
+    np.testing.assert_allclose(t, 5.0 * np.ones(3))
+    np.testing.assert_allclose(ft.jacfwd(softplus)(X), np.diag(sigmoid(X)))
+
+
+def test_custom_vjp_hessian_and_higher_order():
+    s = sigmoid(X)
+    np.testing.assert_allclose(
+        ft.hessian(lambda x: fnp.sum(softplus(x)))(X), np.diag(s * (1 - s)), atol=1e-15
+    )
+    x = 0.3
+    np.testing.assert_allclose(
+        ft.grad(ft.grad(softplus))(x), sigmoid(x) * (1 - sigmoid(x)), rtol=1e-12
+    )
+    np.testing.assert_allclose(ft.vmap(ft.grad(softplus))(X), s)
+
+
+def test_custom_vjp_with_several_arguments_and_none_cotangents():
+    @ft.custom_vjp
+    def scaled(x, scale):
+        return x * scale
+
+    scaled.defvjp(lambda x, s: (x * s, s), lambda s, g: (g * s, None))
+    gx, gs = ft.grad(lambda x, s: fnp.sum(scaled(x, s)), argnums=(0, 1))(X, 3.0)
+    np.testing.assert_allclose(gx, 3.0 * np.ones(3))
+    assert gs == 0.0
+
+
+@ft.custom_jvp
+def doubled_sin(x):
+    return fnp.sin(x)
+
+
+@doubled_sin.defjvp
+def _doubled_sin_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return doubled_sin(x), 2.0 * fnp.cos(x) * t
+
+
+def test_custom_jvp_rule_is_used_by_both_modes():
+    np.testing.assert_allclose(doubled_sin(X), np.sin(X))
+    _, t = ft.jvp(doubled_sin, (X,), (np.ones(3),))
+    np.testing.assert_allclose(t, 2 * np.cos(X))
+    np.testing.assert_allclose(ft.grad(lambda x: fnp.sum(doubled_sin(x)))(X), 2 * np.cos(X))
+    np.testing.assert_allclose(ft.jacrev(doubled_sin)(X), np.diag(2 * np.cos(X)))
+    np.testing.assert_allclose(
+        ft.hessian(lambda x: fnp.sum(doubled_sin(x)))(X), np.diag(-2 * np.sin(X)), atol=1e-15
+    )
+    np.testing.assert_allclose(ft.vmap(ft.grad(doubled_sin))(X), 2 * np.cos(X))
+
+
+def test_custom_jvp_makes_a_stable_derivative():
+    @ft.custom_jvp
+    def log1pexp(x):
+        return fnp.log1p(fnp.exp(x))
+
+    @log1pexp.defjvp
+    def _(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return log1pexp(x), t * (1.0 - 1.0 / (1.0 + fnp.exp(x)))
+
+    big = np.array([10.0, 100.0, 1000.0])
+    with np.errstate(over="ignore"):
+        g = ft.grad(lambda x: fnp.sum(log1pexp(x)))(big)
+    np.testing.assert_allclose(g, [sigmoid(10.0), 1.0, 1.0])
+
+
+# ---------------------------------------------------------------------------
+# stop_gradient, leaked tracers, the staged gradient
+# ---------------------------------------------------------------------------
+
+
+def test_stop_gradient():
+    np.testing.assert_allclose(ft.grad(lambda x: fnp.sum(x * ft.stop_gradient(x)))(X), X)
+    _, t = ft.jvp(lambda x: ft.stop_gradient(x) ** 2, (X,), (np.ones(3),))
+    np.testing.assert_allclose(t, 0.0)
+    tree = ft.stop_gradient({"a": X, "b": (X * 2,)})
+    np.testing.assert_allclose(tree["b"][0], 2 * X)
+
+    def loss(p):
+        frozen = ft.stop_gradient(p)
+        return fnp.sum(p["w"] * frozen["w"]) + fnp.sum(frozen["b"])
+
+    g = ft.grad(loss)({"w": X, "b": np.ones(2)})
+    np.testing.assert_allclose(g["w"], X)
+    np.testing.assert_allclose(g["b"], 0.0)
+    np.testing.assert_allclose(ft.hessian(lambda x: fnp.sum(x * ft.stop_gradient(x)))(X), 0.0)
+
+
+def test_a_leaked_tracer_is_an_unexpected_tracer_error():
+    leaked = []
+
+    def f(x):
+        leaked.append(x)
+        return fnp.sum(x**2)
+
+    ft.grad(f)(X)
+    with pytest.raises(UnexpectedTracerError, match="grad"):
+        leaked[0] + 1.0
+    with pytest.raises(UnexpectedTracerError):
+        ft.grad(lambda y: fnp.sum(y * leaked[0]))(X)
+    ft.jvp(f, (X,), (X,))
+    with pytest.raises(UnexpectedTracerError):
+        fnp.sin(leaked[1])
+
+
+def test_staged_gradient_contains_only_ordinary_primitives():
+    names = {p.name for p in all_primitives()}
+
+    def loss(w):
+        return fnp.sum(fnp.tanh(A @ w) ** 2) + fnp.sum(softplus(w)) + fnp.sum(doubled_sin(w))
+
+    second = ft.grad(ft.grad(lambda x: fnp.sin(x) * x))
+    for f, x in ((ft.grad(loss), X), (second, 0.3)):
+        jaxpr = ft.make_jaxpr(f)(x)
+        used = {eqn.primitive.name for eqn in jaxpr.eqns}
+        assert used <= names, used - names
+        np.testing.assert_allclose(ft.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, x)[0], f(x))
