@@ -1,12 +1,83 @@
 """Jaxpr-to-jaxpr passes. Each is a small function from a jaxpr to a jaxpr that
-computes the same outputs."""
+computes the same outputs; ``optimize`` runs them in order until nothing changes.
+
+Passes that only look at the program's structure take and return a ``Jaxpr``;
+passes that read constant values (``fold_constants``, ``uniform_consts``,
+``inline_calls``, ``prune_consts``) take and return a ``ClosedJaxpr``.
+
+Every pass preserves derivatives as well as values (``stop_gradient`` is kept), so
+the optimized jaxpr of a ``jit`` call can itself be differentiated and batched.
+
+>>> import numpy as np, functrans as ft
+>>> closed = ft.make_jaxpr(lambda x: -(-x) * 1.0 + 0.0)(np.ones(3))
+>>> print(optimize(closed))
+{ lambda ; a:f64[3]. let
+  in (a,) }
+"""
 
 from __future__ import annotations
 
-from functrans.ir import Jaxpr, JaxprEqn, Var
-from functrans.primitives import broadcast_in_dim_p
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["compose_broadcasts", "dce", "simplify_for_display"]
+import numpy as np
+
+from functrans.core import Primitive, ShapedArray
+from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
+from functrans.primitives import (
+    add_p,
+    broadcast_in_dim_p,
+    convert_element_type_p,
+    div_p,
+    integer_pow_p,
+    mul_p,
+    neg_p,
+    reduce_sum_p,
+    reshape_p,
+    select_p,
+    sub_p,
+    transpose_p,
+)
+
+__all__ = [
+    "compose_broadcasts",
+    "cse",
+    "dce",
+    "fold_constants",
+    "inline_calls",
+    "optimize",
+    "partition_known",
+    "prune_consts",
+    "simplify",
+    "simplify_for_display",
+    "uniform_consts",
+]
+
+Atom = Var | Literal
+
+
+def _subst(atoms: Sequence[Atom], env: Mapping[Var, Atom]) -> list[Atom]:
+    return [env.get(a, a) if type(a) is Var else a for a in atoms]
+
+
+def _eqn(prim: Primitive, invars: Sequence[Atom], params: dict, out: Var | None = None) -> JaxprEqn:
+    """A new single-output equation; its output is ``out`` or a fresh variable."""
+    if out is None:
+        out = Var(prim.abstract_eval(*[a.aval for a in invars], **params))
+    return JaxprEqn(prim, invars, [out], params)
+
+
+def _has_sub_jaxpr(params: dict) -> bool:
+    return any(
+        isinstance(v, (Jaxpr, ClosedJaxpr))
+        or isinstance(v, (tuple, list)) and any(isinstance(u, (Jaxpr, ClosedJaxpr)) for u in v)
+        for v in params.values()
+    )
+
+
+# ---------------------------------------------------------------------------
+# Dead code, common subexpressions, broadcasts
+# ---------------------------------------------------------------------------
 
 
 def dce(jaxpr: Jaxpr) -> Jaxpr:
@@ -22,6 +93,36 @@ def dce(jaxpr: Jaxpr) -> Jaxpr:
     if len(kept) == len(jaxpr.eqns):
         return jaxpr
     return Jaxpr(jaxpr.constvars, jaxpr.invars, jaxpr.outvars, kept)
+
+
+def _atom_key(a: Atom) -> Any:
+    return a if type(a) is Var else ("literal", a.aval, repr(a.val))
+
+
+def cse(jaxpr: Jaxpr) -> Jaxpr:
+    """Common-subexpression elimination: an equation that repeats an earlier one (same
+    primitive, operands and params) reuses the earlier result."""
+    env: dict[Var, Atom] = {}
+    seen: dict[Any, JaxprEqn] = {}
+    eqns = []
+    for eqn in jaxpr.eqns:
+        invars = _subst(eqn.invars, env)
+        try:
+            key = (eqn.primitive, tuple(map(_atom_key, invars)), tuple(sorted(eqn.params.items())))
+            earlier = seen.get(key)
+        except TypeError:  # an unhashable param: never merged
+            key, earlier = None, None
+        if earlier is not None:
+            env.update(zip(eqn.outvars, earlier.outvars, strict=True))
+            continue
+        if invars != eqn.invars:
+            eqn = JaxprEqn(eqn.primitive, invars, eqn.outvars, eqn.params)
+        if key is not None:
+            seen[key] = eqn
+        eqns.append(eqn)
+    if not env:
+        return jaxpr
+    return Jaxpr(jaxpr.constvars, jaxpr.invars, _subst(jaxpr.outvars, env), eqns)
 
 
 def compose_broadcasts(jaxpr: Jaxpr) -> Jaxpr:
@@ -54,3 +155,429 @@ def compose_broadcasts(jaxpr: Jaxpr) -> Jaxpr:
 def simplify_for_display(jaxpr: Jaxpr) -> Jaxpr:
     """What ``make_jaxpr`` shows: broadcasts composed, dead code dropped."""
     return dce(compose_broadcasts(jaxpr))
+
+
+# ---------------------------------------------------------------------------
+# Algebraic simplification
+# ---------------------------------------------------------------------------
+# A rule looks at one equation (operands already renamed) and the equations that
+# produced its operands. It returns None (keep the equation), an atom that replaces
+# its output, or a list of equations whose last one writes the original output.
+
+
+def _scalar_value(a: Atom, producers: Mapping[Var, JaxprEqn]) -> Any:
+    """The value of a scalar literal or of a broadcast of one; otherwise None."""
+    if type(a) is Literal:
+        return a.val
+    eqn = producers.get(a)
+    if eqn is not None and eqn.primitive is broadcast_in_dim_p and type(eqn.invars[0]) is Literal:
+        return eqn.invars[0].val
+    return None
+
+
+def _is_value(a: Atom, producers: Mapping[Var, JaxprEqn], target: int) -> bool:
+    value = _scalar_value(a, producers)
+    return value is not None and not isinstance(value, complex) and value == target
+
+
+def _forward(x: Atom, out: Var) -> Atom | list[JaxprEqn] | None:
+    """Make ``out`` be ``x``: the atom itself when the types agree, a broadcast when ``x``
+    is a scalar standing for a full array, else None (leave the equation alone)."""
+    xa, oa = x.aval, out.aval
+    if xa.dtype != oa.dtype or (xa.weak_type and not oa.weak_type):
+        return None
+    if xa.shape == oa.shape:
+        return x
+    if xa.shape == ():
+        return [_eqn(broadcast_in_dim_p, [x], dict(shape=oa.shape, broadcast_dimensions=()), out)]
+    return None
+
+
+def _simplify_add(eqn, producers):
+    (x, y), (out,) = eqn.invars, eqn.outvars
+    if _is_value(y, producers, 0):
+        return _forward(x, out)
+    if _is_value(x, producers, 0):
+        return _forward(y, out)
+    return None
+
+
+def _simplify_sub(eqn, producers):
+    (x, y), (out,) = eqn.invars, eqn.outvars
+    if _is_value(y, producers, 0):
+        return _forward(x, out)
+    if _is_value(x, producers, 0) and y.aval.shape == out.aval.shape:
+        return [_eqn(neg_p, [y], {}, out)]
+    return None
+
+
+def _simplify_mul(eqn, producers):
+    (x, y), (out,) = eqn.invars, eqn.outvars
+    if _is_value(y, producers, 1):
+        return _forward(x, out)
+    if _is_value(x, producers, 1):
+        return _forward(y, out)
+    return None
+
+
+def _simplify_div(eqn, producers):
+    (x, y), (out,) = eqn.invars, eqn.outvars
+    return _forward(x, out) if _is_value(y, producers, 1) else None
+
+
+def _simplify_neg(eqn, producers):
+    (x,), (out,) = eqn.invars, eqn.outvars
+    inner = producers.get(x)
+    if inner is not None and inner.primitive is neg_p:
+        return _forward(inner.invars[0], out)
+    return None
+
+
+def _simplify_integer_pow(eqn, producers):
+    return _forward(eqn.invars[0], eqn.outvars[0]) if eqn.params["y"] == 1 else None
+
+
+def _simplify_transpose(eqn, producers):
+    (x,), (out,) = eqn.invars, eqn.outvars
+    perm = eqn.params["permutation"]
+    inner = producers.get(x)
+    if inner is not None and inner.primitive is transpose_p:
+        first = inner.params["permutation"]
+        x, perm = inner.invars[0], tuple(first[p] for p in perm)
+    if perm == tuple(range(len(perm))):
+        return _forward(x, out)
+    if x is not eqn.invars[0]:
+        return [_eqn(transpose_p, [x], dict(permutation=perm), out)]
+    return None
+
+
+def _simplify_reshape(eqn, producers):
+    (x,), (out,) = eqn.invars, eqn.outvars
+    inner = producers.get(x)
+    if inner is not None and inner.primitive is reshape_p:
+        x = inner.invars[0]
+    if x.aval.shape == out.aval.shape:
+        return _forward(x, out)
+    if x is not eqn.invars[0]:
+        return [_eqn(reshape_p, [x], dict(new_sizes=out.aval.shape), out)]
+    return None
+
+
+def _simplify_broadcast(eqn, producers):
+    (x,), (out,) = eqn.invars, eqn.outvars
+    dims = eqn.params["broadcast_dimensions"]
+    if x.aval.shape == out.aval.shape and dims == tuple(range(len(dims))):
+        return _forward(x, out)
+    return None
+
+
+def _simplify_convert(eqn, producers):
+    (x,), (out,) = eqn.invars, eqn.outvars
+    return _forward(x, out) if x.aval.dtype == eqn.params["new_dtype"] else None
+
+
+def _simplify_select(eqn, producers):
+    _, x, y = eqn.invars
+    return _forward(x, eqn.outvars[0]) if x is y else None
+
+
+def _simplify_reduce_sum(eqn, producers):
+    """``reduce_sum`` of a broadcast sums the small operand and scales it by the number
+    of copies, instead of summing the materialised broadcast."""
+    (x,), (out,) = eqn.invars, eqn.outvars
+    axes = eqn.params["axes"]
+    if not axes:
+        return _forward(x, out)
+    bcast = producers.get(x)
+    if bcast is None or bcast.primitive is not broadcast_in_dim_p:
+        return None
+    src = bcast.invars[0]
+    shape, dims = bcast.params["shape"], bcast.params["broadcast_dimensions"]
+    dtype = out.aval.dtype
+    if dtype.kind not in "iufc":
+        return None
+    src_axis = {d: i for i, d in enumerate(dims)}
+    factor, src_axes = 1, []
+    for a in axes:
+        i = src_axis.get(a)
+        if i is not None:
+            src_axes.append(i)
+        if i is None or src.aval.shape[i] != shape[a]:
+            factor *= shape[a]
+    eqns = []
+    y = src
+    if src_axes:
+        eqns.append(_eqn(reduce_sum_p, [y], dict(axes=tuple(sorted(src_axes)))))
+        y = eqns[-1].outvars[0]
+    kept_out = [d for d in range(len(shape)) if d not in axes]
+    new_dims = tuple(kept_out.index(d) for i, d in enumerate(dims) if i not in src_axes)
+    out_shape = out.aval.shape
+    if y.aval.shape != out_shape or new_dims != tuple(range(len(new_dims))):
+        eqns.append(
+            _eqn(broadcast_in_dim_p, [y], dict(shape=out_shape, broadcast_dimensions=new_dims))
+        )
+        y = eqns[-1].outvars[0]
+    if factor != 1:
+        scale = Literal(dtype.type(factor), ShapedArray((), dtype, out.aval.weak_type))
+        eqns.append(_eqn(mul_p, [y, scale], {}))
+    if not eqns:
+        return _forward(y, out)
+    last = eqns[-1]
+    eqns[-1] = JaxprEqn(last.primitive, last.invars, [out], last.params)
+    return eqns
+
+
+_SIMPLIFY = {
+    add_p: _simplify_add,
+    sub_p: _simplify_sub,
+    mul_p: _simplify_mul,
+    div_p: _simplify_div,
+    neg_p: _simplify_neg,
+    integer_pow_p: _simplify_integer_pow,
+    transpose_p: _simplify_transpose,
+    reshape_p: _simplify_reshape,
+    broadcast_in_dim_p: _simplify_broadcast,
+    convert_element_type_p: _simplify_convert,
+    select_p: _simplify_select,
+    reduce_sum_p: _simplify_reduce_sum,
+}
+
+
+def simplify(jaxpr: Jaxpr) -> Jaxpr:
+    """Algebraic simplification of what autodiff and vmap emit: ``x * 1``, ``x + 0``,
+    ``x - 0``, ``x / 1``, ``-(-x)``, transposes of transposes, reshapes of reshapes,
+    no-op reshapes, broadcasts and dtype conversions, ``select(p, x, x)``, and
+    ``reduce_sum`` of a broadcast (a sum of the operand, scaled)."""
+    env: dict[Var, Atom] = {}
+    producers: dict[Var, JaxprEqn] = {}
+    eqns: list[JaxprEqn] = []
+    changed = False
+    for eqn in jaxpr.eqns:
+        invars = _subst(eqn.invars, env)
+        if invars != eqn.invars:
+            eqn = JaxprEqn(eqn.primitive, invars, eqn.outvars, eqn.params)
+            changed = True
+        rule = _SIMPLIFY.get(eqn.primitive)
+        result = None if rule is None else rule(eqn, producers)
+        if result is None:
+            new = [eqn]
+        elif isinstance(result, list):
+            new, changed = result, True
+        else:
+            env[eqn.outvars[0]] = result
+            changed = True
+            continue
+        for e in new:
+            for v in e.outvars:
+                producers[v] = e
+        eqns.extend(new)
+    if not changed:
+        return jaxpr
+    return Jaxpr(jaxpr.constvars, jaxpr.invars, _subst(jaxpr.outvars, env), eqns)
+
+
+# ---------------------------------------------------------------------------
+# Passes that read constants
+# ---------------------------------------------------------------------------
+
+
+def prune_consts(closed: ClosedJaxpr) -> ClosedJaxpr:
+    """Drop constvars that no equation or output uses."""
+    jaxpr = closed.jaxpr
+    used = {id(v) for e in jaxpr.eqns for v in e.invars if type(v) is Var}
+    used.update(id(v) for v in jaxpr.outvars if type(v) is Var)
+    keep = [i for i, v in enumerate(jaxpr.constvars) if id(v) in used]
+    if len(keep) == len(jaxpr.constvars):
+        return closed
+    constvars = [jaxpr.constvars[i] for i in keep]
+    return ClosedJaxpr(
+        Jaxpr(constvars, jaxpr.invars, jaxpr.outvars, jaxpr.eqns), [closed.consts[i] for i in keep]
+    )
+
+
+def _is_uniform(value: Any) -> bool:
+    if not isinstance(value, np.ndarray) or value.size == 0 or value.dtype.kind not in "biufc":
+        return False
+    flat = value.reshape(-1)
+    first = flat[0]
+    return bool(flat[-1] == first) and bool((flat == first).all())
+
+
+def uniform_consts(closed: ClosedJaxpr) -> ClosedJaxpr:
+    """A constant array whose elements are all equal (the zeros and ones that
+    derivative rules create) becomes a broadcast of a scalar literal, which the other
+    passes can see through and code generation turns into a scalar."""
+    jaxpr = closed.jaxpr
+    env: dict[Var, Atom] = {}
+    new_eqns, constvars, consts = [], [], []
+    for v, value in zip(jaxpr.constvars, closed.consts, strict=True):
+        if _is_uniform(value):
+            lit = Literal(value.dtype.type(value.reshape(-1)[0]))
+            eqn = _eqn(broadcast_in_dim_p, [lit], dict(shape=value.shape, broadcast_dimensions=()))
+            new_eqns.append(eqn)
+            env[v] = eqn.outvars[0]
+        else:
+            constvars.append(v)
+            consts.append(value)
+    if not env:
+        return closed
+    eqns = new_eqns + [
+        JaxprEqn(e.primitive, _subst(e.invars, env), e.outvars, e.params) for e in jaxpr.eqns
+    ]
+    outvars = _subst(jaxpr.outvars, env)
+    return ClosedJaxpr(Jaxpr(constvars, jaxpr.invars, outvars, eqns), consts)
+
+
+def fold_constants(closed: ClosedJaxpr, max_size: int = 1 << 16) -> ClosedJaxpr:
+    """Evaluate equations whose operands are all literals or constants. Scalar results
+    become literals, small arrays (up to ``max_size`` elements) new constants.
+    Broadcasts are kept: they cost nothing at run time and their results may be big."""
+    jaxpr = closed.jaxpr
+    known: dict[Var, Any] = dict(zip(jaxpr.constvars, closed.consts, strict=True))
+    env: dict[Var, Atom] = {}
+    constvars, consts = list(jaxpr.constvars), list(closed.consts)
+    eqns = []
+    for eqn in jaxpr.eqns:
+        invars = _subst(eqn.invars, env)
+        foldable = (
+            eqn.primitive is not broadcast_in_dim_p
+            and eqn.primitive.impl is not None
+            and all(type(a) is Literal or a in known for a in invars)
+            and all(v.aval.size <= max_size for v in eqn.outvars)
+            and not _has_sub_jaxpr(eqn.params)
+        )
+        if foldable:
+            values = [a.val if type(a) is Literal else known[a] for a in invars]
+            try:
+                with np.errstate(all="ignore"):
+                    out = eqn.primitive.impl(*values, **eqn.params)
+            except Exception:  # leave it to run time, which reports it properly
+                foldable = False
+        if not foldable:
+            if invars != eqn.invars:
+                eqn = JaxprEqn(eqn.primitive, invars, eqn.outvars, eqn.params)
+            eqns.append(eqn)
+            continue
+        outs = out if eqn.primitive.multiple_results else [out]
+        for v, value in zip(eqn.outvars, outs, strict=True):
+            value = np.asarray(value, dtype=v.aval.dtype)
+            if v.aval.shape == ():
+                env[v] = Literal(value[()], v.aval)
+            else:
+                known[v] = value
+                constvars.append(v)
+                consts.append(value)
+    if len(eqns) == len(jaxpr.eqns):
+        return closed
+    outvars = _subst(jaxpr.outvars, env)
+    return prune_consts(ClosedJaxpr(Jaxpr(constvars, jaxpr.invars, outvars, eqns), consts))
+
+
+def inline_calls(closed: ClosedJaxpr, calls: Mapping[Primitive, str]) -> ClosedJaxpr:
+    """Replace each equation of a call primitive in ``calls`` (primitive -> name of the
+    param holding its ``ClosedJaxpr``, whose invars are the call's operands) by the
+    equations of its jaxpr, recursively."""
+    jaxpr = closed.jaxpr
+    if not any(e.primitive in calls for e in jaxpr.eqns):
+        return closed
+    constvars, consts = list(jaxpr.constvars), list(closed.consts)
+    eqns: list[JaxprEqn] = []
+
+    def copy(source: Sequence[JaxprEqn], env: dict[Var, Atom], fresh: bool) -> None:
+        for eqn in source:
+            invars = _subst(eqn.invars, env)
+            param = calls.get(eqn.primitive)
+            if param is None:
+                outvars = eqn.outvars
+                if fresh:
+                    outvars = [Var(v.aval) for v in eqn.outvars]
+                    env.update(zip(eqn.outvars, outvars, strict=True))
+                eqns.append(JaxprEqn(eqn.primitive, invars, outvars, eqn.params))
+                continue
+            inner: ClosedJaxpr = eqn.params[param]
+            inner_env: dict[Var, Atom] = dict(zip(inner.jaxpr.invars, invars, strict=True))
+            for v, value in zip(inner.jaxpr.constvars, inner.consts, strict=True):
+                inner_env[v] = Var(v.aval)
+                constvars.append(inner_env[v])
+                consts.append(value)
+            copy(inner.jaxpr.eqns, inner_env, True)
+            results = _subst(inner.jaxpr.outvars, inner_env)
+            env.update(zip(eqn.outvars, results, strict=True))
+
+    env: dict[Var, Atom] = {}
+    copy(jaxpr.eqns, env, False)
+    new = Jaxpr(constvars, jaxpr.invars, _subst(jaxpr.outvars, env), eqns)
+    return prune_consts(ClosedJaxpr(new, consts))
+
+
+# ---------------------------------------------------------------------------
+# Known / unknown partition (the forward / backward split of reverse mode)
+# ---------------------------------------------------------------------------
+
+
+def partition_known(
+    jaxpr: Jaxpr, unknown_ins: Sequence[bool], unknown_outs: Sequence[bool]
+) -> tuple[Jaxpr, Jaxpr, int]:
+    """Split ``jaxpr`` into the part computable from its known inputs and the rest.
+
+    Returns ``(known, unknown, num_residuals)``. ``known`` takes the constvars and the
+    known invars and returns the outputs not marked in ``unknown_outs`` followed by
+    the residuals; ``unknown`` takes the same constvars, then the residuals and the
+    unknown invars, and returns the outputs marked in ``unknown_outs``. Every
+    equation that depends only on known values runs in ``known``.
+    """
+    unknown = {id(v) for v, u in zip(jaxpr.invars, unknown_ins, strict=True) if u}
+    known_eqns, unknown_eqns = [], []
+    for eqn in jaxpr.eqns:
+        if any(type(v) is Var and id(v) in unknown for v in eqn.invars):
+            unknown_eqns.append(eqn)
+            unknown.update(id(v) for v in eqn.outvars)
+        else:
+            known_eqns.append(eqn)
+    for v, u in zip(jaxpr.outvars, unknown_outs, strict=True):
+        if not u and type(v) is Var and id(v) in unknown:
+            raise ValueError("partition_known: an output marked known depends on unknown inputs")
+    constvar_ids = {id(v) for v in jaxpr.constvars}
+    residuals: dict[int, Var] = {}
+
+    def need(atoms: Sequence[Atom]) -> None:
+        for a in atoms:
+            if type(a) is Var and id(a) not in unknown and id(a) not in constvar_ids:
+                residuals.setdefault(id(a), a)
+
+    for eqn in unknown_eqns:
+        need(eqn.invars)
+    need([v for v, u in zip(jaxpr.outvars, unknown_outs, strict=True) if u])
+    res = list(residuals.values())
+    known_outs = [v for v, u in zip(jaxpr.outvars, unknown_outs, strict=True) if not u]
+    known_ins = [v for v, u in zip(jaxpr.invars, unknown_ins, strict=True) if not u]
+    unknown_ins_vars = [v for v, u in zip(jaxpr.invars, unknown_ins, strict=True) if u]
+    known_jaxpr = dce(Jaxpr(jaxpr.constvars, known_ins, known_outs + res, known_eqns))
+    unknown_outs_vars = [v for v, u in zip(jaxpr.outvars, unknown_outs, strict=True) if u]
+    unknown_jaxpr = dce(
+        Jaxpr(jaxpr.constvars, res + unknown_ins_vars, unknown_outs_vars, unknown_eqns)
+    )
+    return known_jaxpr, unknown_jaxpr, len(res)
+
+
+# ---------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------
+
+
+def optimize(
+    closed: ClosedJaxpr, inline: Mapping[Primitive, str] | None = None, rounds: int = 4
+) -> ClosedJaxpr:
+    """Inline the calls in ``inline``, then simplify, fold constants, merge common
+    subexpressions and drop dead code until the program stops shrinking."""
+    if inline:
+        closed = inline_calls(closed, inline)
+    closed = uniform_consts(closed)
+    for _ in range(rounds):
+        size = len(closed.jaxpr.eqns)
+        closed = fold_constants(closed)
+        jaxpr = dce(cse(simplify(compose_broadcasts(closed.jaxpr))))
+        closed = ClosedJaxpr(jaxpr, closed.consts)
+        if len(jaxpr.eqns) == size:
+            break
+    return prune_consts(closed)

@@ -1,0 +1,685 @@
+"""``jit``: stage a function to a jaxpr once per call signature, optimize it, compile
+it to a straight-line NumPy function, and run that on every later call.
+
+Two paths:
+
+* Called with concrete arrays, a jitted function looks its signature (pytree
+  structure, each leaf's shape and dtype, Python scalars by type, static values) up
+  in its cache and runs the compiled function. On a miss it traces, optimizes and
+  compiles first.
+* Called with a tracer of another transform, it binds one ``jit`` equation holding
+  its jaxpr. The ``jit`` primitive's rules recurse into that jaxpr: JVP and batching
+  trace the JVP / batched jaxpr once (cached) and bind ``jit`` again; reverse mode
+  splits the VJP into a forward jaxpr (outputs and residuals) and a backward jaxpr
+  (residuals and cotangents to input cotangents), so ``grad(jit(f))`` runs compiled
+  code both ways. When an enclosing ``jit`` is being staged, inner ``jit``
+  equations are inlined into it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import operator
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from functrans.config import config
+from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval, new_trace
+from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr
+from functrans.primitives import add_p
+from functrans.transforms import codegen
+from functrans.transforms.ad import ReverseTrace, ReverseTracer, _jvp_flat
+from functrans.transforms.custom import _batch_inline
+from functrans.transforms.optimize import inline_calls, optimize, partition_known
+from functrans.transforms.staging import abstractify, trace_to_jaxpr
+from functrans.tree_util import PyTreeDef, tree_flatten, tree_unflatten
+
+__all__ = ["CacheInfo", "Jitted", "jit", "jit_p"]
+
+logger = logging.getLogger("functrans.jit")
+
+jit_p = Primitive("jit", multiple_results=True)
+_INLINE = {jit_p: "jaxpr"}
+codegen.CALLS[jit_p] = "jaxpr"
+
+
+# ---------------------------------------------------------------------------
+# Jaxprs derived from a jit jaxpr (compiled code, JVP, batched, VJP split), cached
+# per ClosedJaxpr for as long as it lives
+# ---------------------------------------------------------------------------
+
+_derived: weakref.WeakKeyDictionary[ClosedJaxpr, dict] = weakref.WeakKeyDictionary()
+_derived_lock = threading.RLock()
+
+
+def _cached(closed: ClosedJaxpr, key: Any, build: Callable[[], Any]) -> Any:
+    table = _derived.get(closed)
+    if table is not None:
+        value = table.get(key)
+        if value is not None:
+            return value
+    with _derived_lock:  # reentrant: building may trace and bind jit again
+        table = _derived.get(closed)
+        if table is None:
+            table = _derived[closed] = {}
+        value = table.get(key)
+        if value is None:
+            value = table[key] = build()
+        return value
+
+
+def compiled(closed: ClosedJaxpr) -> codegen.Compiled:
+    """The compiled form of a jaxpr (cached)."""
+    return _cached(closed, "compiled", lambda: codegen.compile_jaxpr(closed))
+
+
+def _stage(fun: Callable, avals: Sequence[ShapedArray], name: str) -> ClosedJaxpr:
+    """Trace ``fun`` for a rule. Its consts are concrete: every input is staged."""
+    jaxpr, consts = trace_to_jaxpr(fun, avals, name)
+    assert not any(isinstance(c, Tracer) for c in consts), "a rule's jaxpr captured a tracer"
+    closed = inline_calls(ClosedJaxpr(jaxpr, consts), _INLINE)
+    return optimize(closed) if config.jit_optimize else closed
+
+
+# ---------------------------------------------------------------------------
+# The jit primitive
+# ---------------------------------------------------------------------------
+
+
+@jit_p.def_impl
+def _jit_impl(*args: Any, jaxpr: ClosedJaxpr, name: str) -> tuple:
+    return compiled(jaxpr).fn(*args)
+
+
+@jit_p.def_abstract_eval
+def _jit_abstract_eval(*avals: ShapedArray, jaxpr: ClosedJaxpr, name: str) -> list[ShapedArray]:
+    expected = jaxpr.in_avals
+    if len(avals) != len(expected) or any(
+        a.shape != b.shape or a.dtype != b.dtype for a, b in zip(avals, expected, strict=True)
+    ):
+        got = ", ".join(a.str_short() for a in avals)
+        want = ", ".join(a.str_short() for a in expected)
+        raise TypeError(f"jit({name}): called with ({got}) but staged for ({want})")
+    return jaxpr.out_avals
+
+
+def _jit_jvp(primals, tangents, *, jaxpr: ClosedJaxpr, name: str):
+    nonzero = tuple(type(t) is not Zero for t in tangents)
+    tans = [t for t in tangents if type(t) is not Zero]
+    t_avals = tuple(get_aval(t).strip_weak_type() for t in tans)
+    jvp_jaxpr, out_nonzero = _cached(
+        jaxpr, ("jvp", nonzero, t_avals), lambda: _jvp_jaxpr(jaxpr, nonzero, t_avals, name)
+    )
+    outs = jit_p.bind(*primals, *tans, jaxpr=jvp_jaxpr, name=f"jvp({name})")
+    n = len(jaxpr.out_avals)
+    rest = iter(outs[n:])
+    tangents_out = [
+        next(rest) if nz else Zero(aval.strip_weak_type())
+        for nz, aval in zip(out_nonzero, jaxpr.out_avals, strict=True)
+    ]
+    return list(outs[:n]), tangents_out
+
+
+def _jvp_jaxpr(closed: ClosedJaxpr, nonzero, t_avals, name: str):
+    n_in = len(closed.in_avals)
+    box: list = []
+
+    def jvp_fun(*args):
+        primals, tans = list(args[:n_in]), iter(args[n_in:])
+        tangents = [
+            next(tans) if nz else Zero(a.strip_weak_type())
+            for nz, a in zip(nonzero, closed.in_avals, strict=True)
+        ]
+        run = functools.partial(eval_jaxpr, closed.jaxpr, closed.consts)
+        p_out, t_out = _jvp_flat(run, primals, tangents, f"jvp({name})")
+        box.append(tuple(type(t) is not Zero for t in t_out))
+        return p_out + [t for t in t_out if type(t) is not Zero]
+
+    return _stage(jvp_fun, [*closed.in_avals, *t_avals], f"jvp({name})"), box[0]
+
+
+def _jit_batch(vals, dims, *, jaxpr: ClosedJaxpr, name: str):
+    avals = tuple(get_aval(v) for v in vals)
+    dims = tuple(dims)
+    batched, out_dims = _cached(
+        jaxpr, ("batch", dims, avals), lambda: _batch_jaxpr(jaxpr, dims, avals, name)
+    )
+    return jit_p.bind(*vals, jaxpr=batched, name=f"vmap({name})"), list(out_dims)
+
+
+def _batch_jaxpr(closed: ClosedJaxpr, dims, avals, name: str):
+    box: list = []
+
+    def batched_fun(*vals):
+        outs, out_dims = _batch_inline(closed, vals, dims)
+        box.append(tuple(out_dims))
+        return outs
+
+    return _stage(batched_fun, avals, f"vmap({name})"), box[0]
+
+
+class _VJPSplit(NamedTuple):
+    fwd: ClosedJaxpr  # primals -> outputs + residuals
+    bwd: ClosedJaxpr  # residuals + cotangents of float outputs -> nonzero input cotangents
+    float_outs: tuple[bool, ...]
+    ct_nonzero: tuple[bool, ...]
+
+
+def _jit_reverse(parent, primals, positions, params):
+    closed, name = params["jaxpr"], params["name"]
+    split = _cached(closed, ("vjp", positions), lambda: _vjp_split(closed, positions, name))
+    n = len(split.float_outs)
+    fwd_params = dict(jaxpr=split.fwd, name=f"{name}_fwd")
+    outs_and_res = parent.process_primitive(jit_p, primals, fwd_params)
+    outs, residuals = list(outs_and_res[:n]), list(outs_and_res[n:])
+    out_avals = closed.out_avals
+
+    def backward(g):
+        g = [g] if n == 1 else g
+        cts = [
+            np.zeros(a.shape, a.dtype) if c is None else c
+            for c, a, f in zip(g, out_avals, split.float_outs, strict=True)
+            if f
+        ]
+        in_cts = iter(jit_p.bind(*residuals, *cts, jaxpr=split.bwd, name=f"{name}_bwd"))
+        return [next(in_cts) if nz else None for nz in split.ct_nonzero]
+
+    return outs, backward
+
+
+def _vjp_split(closed: ClosedJaxpr, positions: tuple[int, ...], name: str) -> _VJPSplit:
+    """Trace the VJP of ``closed`` (inputs: primals, then output cotangents) into one
+    jaxpr and split it into the part that needs only primals and the rest."""
+    in_avals, out_avals = closed.in_avals, closed.out_avals
+    float_outs = tuple(a.dtype.kind in "fc" for a in out_avals)
+    ct_avals = [a.strip_weak_type() for a, f in zip(out_avals, float_outs, strict=True) if f]
+    n_in = len(in_avals)
+    box: list = []
+
+    def vjp_fun(*args):
+        primals, cts = list(args[:n_in]), iter(args[n_in:])
+        with new_trace(ReverseTrace, f"vjp({name})") as trace:
+            ins = list(primals)
+            for i in positions:
+                ins[i] = trace.new_input(primals[i])
+            outs = eval_jaxpr(closed.jaxpr, closed.consts, *ins)
+        seeds: dict[int, Any] = {}
+        for o, f in zip(outs, float_outs, strict=True):
+            ct = next(cts) if f else None
+            if ct is not None and type(o) is ReverseTracer and o._trace is trace:
+                seeds[o.slot] = ct if o.slot not in seeds else add_p.bind(seeds[o.slot], ct)
+        wanted = [ins[i].slot for i in positions]
+        in_cts = trace.backward(seeds, wanted) if seeds else [None] * len(wanted)
+        box.append(tuple(c is not None for c in in_cts))
+        primal_outs = [o.primal if type(o) is ReverseTracer and o._trace is trace else o
+                       for o in outs]
+        return primal_outs + [c for c in in_cts if c is not None]
+
+    jaxpr, consts = trace_to_jaxpr(vjp_fun, [*in_avals, *ct_avals], f"vjp({name})")
+    ct_nonzero = box[0]
+    unknown_ins = [False] * n_in + [True] * len(ct_avals)
+    unknown_outs = [False] * len(out_avals) + [True] * sum(ct_nonzero)
+    known, unknown, _ = partition_known(jaxpr, unknown_ins, unknown_outs)
+    fwd, bwd = ClosedJaxpr(known, consts), ClosedJaxpr(unknown, consts)
+    if config.jit_optimize:
+        fwd, bwd = optimize(fwd), optimize(bwd)
+    return _VJPSplit(fwd, bwd, float_outs, ct_nonzero)
+
+
+jit_p.def_jvp(_jit_jvp)
+jit_p.def_batch(_jit_batch)
+jit_p.reverse = _jit_reverse
+
+
+# ---------------------------------------------------------------------------
+# Call signatures
+# ---------------------------------------------------------------------------
+
+_PY_SCALARS = (bool, int, float, complex)
+_WEAK_KEY = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
+
+
+def _aval_key(aval: ShapedArray) -> tuple:
+    if aval.weak_type:
+        if aval.shape == () and aval.dtype == get_aval(_WEAK_KEY[aval.dtype.kind]()).dtype:
+            return (_WEAK_KEY[aval.dtype.kind],)
+        return ("weak", aval.shape, aval.dtype)
+    return (aval.shape, aval.dtype)
+
+
+def _flatten_fast(xs: Sequence[Any], leaves: list, key: list) -> int:
+    """Leaves and a signature key for trees of tuples, lists, dicts and None. Returns
+    1 if a leaf is a tracer, 0 if none is, -1 for anything it does not handle."""
+    status = 0
+    for x in xs:
+        t = type(x)
+        if t is np.ndarray:
+            leaves.append(x)
+            key.append(x.shape)
+            key.append(x.dtype)
+        elif t is float or t is int or t is bool or t is complex:
+            leaves.append(x)
+            key.append(t)
+        elif t is tuple or t is list:
+            key.append(t)
+            key.append(len(x))
+            s = _flatten_fast(x, leaves, key)
+            if s < 0:
+                return s
+            status |= s
+        elif t is dict:
+            try:
+                names = tuple(sorted(x))
+            except TypeError:
+                return -1
+            key.append(names)
+            s = _flatten_fast([x[k] for k in names], leaves, key)
+            if s < 0:
+                return s
+            status |= s
+        elif x is None:
+            key.append(None)
+        elif isinstance(x, Tracer):
+            leaves.append(x)
+            key.extend(_aval_key(x.aval))
+            status = 1
+        elif isinstance(x, np.generic):
+            leaves.append(x)
+            key.append(())
+            key.append(x.dtype)
+        else:
+            return -1
+    return status
+
+
+def _unflattener(tree: PyTreeDef) -> Callable[[tuple], Any] | None:
+    """A function from the compiled function's output tuple to the output pytree
+    (``None``: the tuple itself is the output)."""
+    if tree.node_type is None:
+        return operator.itemgetter(0)
+    if tree.node_type is tuple and all(c.node_type is None for c in tree.children):
+        return None
+    counter = iter(range(tree.num_leaves))
+
+    def expr(t: PyTreeDef) -> str | None:
+        if t.node_type is None:
+            return f"t[{next(counter)}]"
+        if t.node_type is type(None):
+            return "None"
+        if t.node_type not in (tuple, list):
+            return None
+        parts = [expr(c) for c in t.children]
+        if any(p is None for p in parts):
+            return None
+        inner = ", ".join(parts) + ("," if t.node_type is tuple and len(parts) == 1 else "")
+        return f"({inner})" if t.node_type is tuple else f"[{inner}]"
+
+    source = expr(tree)
+    if source is None:
+        return functools.partial(tree_unflatten, tree)
+    return eval(f"lambda t: {source}", {})  # built from tuple/list structure only
+
+
+class CacheInfo(NamedTuple):
+    """Statistics of a jitted function's cache, as ``functools.lru_cache`` reports."""
+
+    hits: int
+    misses: int
+    maxsize: int | None
+    currsize: int
+
+
+class _Entry:
+    """One cached signature: the optimized jaxpr, the output structure and, once it
+    has run on concrete arrays, the compiled function."""
+
+    __slots__ = ("closed", "out_tree", "fn", "unflatten", "signature")
+
+    def __init__(self, closed: ClosedJaxpr, out_tree: PyTreeDef, signature: dict[str, str]):
+        self.closed = closed
+        self.out_tree = out_tree
+        self.fn: Callable[..., tuple] | None = None
+        self.unflatten = _unflattener(out_tree)
+        self.signature = signature
+
+
+# ---------------------------------------------------------------------------
+# jit
+# ---------------------------------------------------------------------------
+
+
+class Jitted:
+    """A function staged, optimized and compiled once per call signature.
+    Created by ``jit``; see there."""
+
+    def __init__(
+        self,
+        fun: Callable,
+        static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = (),
+    ) -> None:
+        if not callable(fun):
+            raise TypeError(f"jit: expected a function, got {type(fun).__name__}")
+        functools.update_wrapper(self, fun)
+        self._fun = fun
+        self._name = getattr(fun, "__name__", type(fun).__name__)
+        self._params = _positional_names(fun)
+        self._static_argnums, self._static_argnames = self._normalize_static(
+            static_argnums, static_argnames
+        )
+        self._has_static = bool(self._static_argnums or self._static_argnames)
+        self._cache: dict[Any, _Entry] = {}
+        self._hits = 0
+        self._misses = 0
+        self._trace_lock = threading.RLock()
+        self._count_lock = threading.Lock()
+        self._last_signature: dict[str, str] | None = None
+
+    # --- calling ----------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if config.disable_jit:
+            return self._fun(*args, **kwargs)
+        if kwargs or self._has_static:
+            return self._call_general(args, kwargs)
+        leaves: list = []
+        key: list = [len(args)]
+        status = _flatten_fast(args, leaves, key)
+        if status < 0:
+            return self._call_general(args, kwargs)
+        entry = self._cache.get(tuple(key))
+        if entry is None or status:
+            return self._call_slow(tuple(key), args, kwargs, leaves, None)
+        with self._count_lock:
+            self._hits += 1
+        fn = entry.fn or self._compile(entry)
+        out = fn(*leaves)
+        unflatten = entry.unflatten
+        return out if unflatten is None else unflatten(out)
+
+    def _call_general(self, args: tuple, kwargs: dict) -> Any:
+        key, leaves, statics = self._signature(args, kwargs)
+        return self._call_slow(key, args, kwargs, leaves, statics)
+
+    def _key(self, args: tuple, kwargs: dict) -> tuple[tuple, list, tuple | None]:
+        """``(key, leaves, statics)`` as ``__call__`` computes them."""
+        if not kwargs and not self._has_static:
+            leaves: list = []
+            key: list = [len(args)]
+            if _flatten_fast(args, leaves, key) >= 0:
+                return tuple(key), leaves, None
+        return self._signature(args, kwargs)
+
+    def _call_slow(self, key, args, kwargs, leaves, statics) -> Any:
+        entry, extra = self._lookup(key, args, kwargs, leaves, statics, count_hit=True)
+        if extra or any(isinstance(x, Tracer) for x in leaves):
+            outs = jit_p.bind(*extra, *leaves, jaxpr=entry.closed, name=self._name)
+            return tree_unflatten(entry.out_tree, outs)
+        fn = entry.fn or self._compile(entry)
+        out = fn(*leaves)
+        return out if entry.unflatten is None else entry.unflatten(out)
+
+    def _signature(self, args: tuple, kwargs: dict) -> tuple[tuple, list, tuple]:
+        """Cache key, array leaves and static values of a call, for any pytrees."""
+        dyn_args, dyn_kwargs, statics = self._split(args, kwargs)
+        leaves, tree = tree_flatten((dyn_args, dyn_kwargs))
+        key: list = ["general", tree, statics]
+        for i, x in enumerate(leaves):
+            if type(x) is not np.ndarray and isinstance(x, np.ndarray):
+                x = leaves[i] = np.asarray(x)  # ndarray subclasses
+            if isinstance(x, (np.ndarray, np.generic, Tracer, *_PY_SCALARS)):
+                key.extend(_aval_key(abstractify(x)))
+                continue
+            raise TypeError(
+                f"jit({self._name}): {self._leaf_labels(args, kwargs)[i]} is a "
+                f"{type(x).__name__} ({x!r:.40}), not an array; pass arrays or Python "
+                "numbers, or mark the argument static (static_argnums / static_argnames)"
+            )
+        return tuple(key), leaves, statics
+
+    def _split(self, args: tuple, kwargs: dict) -> tuple[list, dict, tuple]:
+        n = len(args)
+        static_pos = {i % n for i in self._static_argnums if -n <= i < n}
+        dyn_args, statics = [], []
+        for i, a in enumerate(args):
+            if i in static_pos:
+                statics.append((i, self._static_value(a, self._arg_label(i))))
+            else:
+                dyn_args.append(a)
+        dyn_kwargs = {}
+        for k, v in kwargs.items():
+            if k in self._static_argnames:
+                statics.append((k, self._static_value(v, f"argument {k!r}")))
+            else:
+                dyn_kwargs[k] = v
+        statics.sort(key=lambda s: (isinstance(s[0], str), s[0]))
+        return dyn_args, dyn_kwargs, tuple(statics)
+
+    def _static_value(self, value: Any, label: str) -> tuple:
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(
+                f"jit({self._name}): static {label} has unhashable type "
+                f"{type(value).__name__}; static arguments are part of the cache key and "
+                "must be hashable (use a tuple instead of a list, or make it a regular "
+                "array argument)"
+            ) from None
+        return (type(value), value)
+
+    # --- tracing and compiling ------------------------------------------------------
+
+    def _lookup(self, key, args, kwargs, leaves, statics, count_hit: bool):
+        """The cache entry for a signature, tracing on a miss. Returns ``(entry, extra)``
+        where ``extra`` are tracers the function closed over, which the call passes as
+        leading arguments (such an entry is not cached)."""
+        entry = self._cache.get(key)
+        if entry is None:
+            with self._trace_lock:
+                entry = self._cache.get(key)
+                if entry is None:
+                    return self._trace(key, args, kwargs, leaves, statics)
+        if count_hit:
+            with self._count_lock:
+                self._hits += 1
+        return entry, []
+
+    def _trace(self, key, args, kwargs, leaves, statics) -> tuple[_Entry, list]:
+        if statics is None:
+            statics = ()
+        signature = self._describe(args, kwargs, leaves, statics)
+        if config.log_compiles:
+            self._log_compile(signature)
+        static_pos = {s[0]: s[1][1] for s in statics if isinstance(s[0], int)}
+        static_kw = {s[0]: s[1][1] for s in statics if isinstance(s[0], str)}
+        dyn_args = [a for i, a in enumerate(args) if i not in static_pos]
+        dyn_kwargs = {k: v for k, v in kwargs.items() if k not in static_kw}
+        _, in_tree = tree_flatten((dyn_args, dyn_kwargs))
+        name = f"jit({self._name})"
+        out_trees: list = []
+
+        def flat_fun(*flat):
+            dyn, kw = tree_unflatten(in_tree, flat)
+            dyn = iter(dyn)
+            full = [static_pos[i] if i in static_pos else next(dyn) for i in range(len(args))]
+            out = self._fun(*full, **kw, **static_kw)
+            out_leaves, out_tree = tree_flatten(out)
+            for i, x in enumerate(out_leaves):
+                if not isinstance(x, (np.ndarray, np.generic, Tracer, *_PY_SCALARS)):
+                    raise TypeError(
+                        f"{name}: output leaf {i} is a {type(x).__name__} ({x!r:.40}); a "
+                        "jitted function must return arrays (in any pytree)"
+                    )
+            out_trees.append(out_tree)
+            return out_leaves
+
+        jaxpr, consts = trace_to_jaxpr(flat_fun, [abstractify(x) for x in leaves], name)
+        extra = [c for c in consts if isinstance(c, Tracer)]
+        if extra:  # closed over tracers of an enclosing transform: explicit arguments
+            jaxpr = Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
+            extra, consts = consts, []
+        closed = inline_calls(ClosedJaxpr(jaxpr, consts), _INLINE)
+        if config.jit_optimize:
+            closed = optimize(closed)
+        entry = _Entry(closed, out_trees[0], signature)
+        with self._count_lock:
+            self._misses += 1
+        if not extra:
+            self._cache[key] = entry
+        self._last_signature = signature
+        return entry, extra
+
+    def _compile(self, entry: _Entry) -> Callable[..., tuple]:
+        entry.fn = compiled(entry.closed).fn
+        return entry.fn
+
+    # --- introspection ----------------------------------------------------------------
+
+    def cache_info(self) -> CacheInfo:
+        """Cache statistics: ``hits``, ``misses`` (traces) and ``currsize`` (signatures
+        cached)."""
+        with self._count_lock:
+            return CacheInfo(self._hits, self._misses, None, len(self._cache))
+
+    def clear_cache(self) -> None:
+        """Forget every compiled signature (statistics are kept)."""
+        with self._trace_lock:
+            self._cache.clear()
+
+    def source(self, *args: Any, **kwargs: Any) -> str:
+        """The Python source of the compiled function for these arguments (traced and
+        compiled if needed; only a trace counts in ``cache_info``)."""
+        key, leaves, statics = self._key(args, kwargs)
+        entry, extra = self._lookup(key, args, kwargs, leaves, statics, count_hit=False)
+        if extra:
+            raise TypeError(
+                f"jit({self._name}).source: the function closes over traced values of an "
+                "enclosing transform, so it has no standalone compiled form"
+            )
+        return compiled(entry.closed).source
+
+    def __repr__(self) -> str:
+        return f"<jit({self._name})>"
+
+    # --- static arguments and descriptions ----------------------------------------------
+
+    def _normalize_static(self, nums, names) -> tuple[tuple[int, ...], frozenset[str]]:
+        nums = (nums,) if isinstance(nums, (int, np.integer)) else tuple(nums)
+        names = (names,) if isinstance(names, str) else tuple(names)
+        for n in nums:
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+                raise TypeError(f"jit({self._name}): static_argnums must be ints, got {n!r}")
+        for s in names:
+            if not isinstance(s, str):
+                raise TypeError(f"jit({self._name}): static_argnames must be strings, got {s!r}")
+        nums = tuple(int(n) for n in nums)
+        # As in JAX, a static parameter is static however it is passed.
+        params = self._params or []
+        names_set = set(names) | {params[n] for n in nums if 0 <= n < len(params)}
+        nums_set = set(nums) | {params.index(s) for s in names if s in params}
+        return tuple(sorted(nums_set)), frozenset(names_set)
+
+    def _arg_label(self, i: int) -> str:
+        if self._params and i < len(self._params):
+            return f"argument {self._params[i]!r}"
+        return f"argument {i}"
+
+    def _leaf_labels(self, args: tuple, kwargs: dict) -> list[str]:
+        """A name for each dynamic leaf, in flattening order."""
+        dyn_args, dyn_kwargs, _ = self._split(args, kwargs)
+        positions = [i for i in range(len(args)) if i not in self._static_positions(len(args))]
+        labels = []
+        for i, a in zip(positions, dyn_args, strict=True):
+            labels += self._labels_of(self._arg_label(i), a)
+        for k in sorted(dyn_kwargs):
+            labels += self._labels_of(f"argument {k!r}", dyn_kwargs[k])
+        return labels
+
+    def _static_positions(self, n: int) -> set[int]:
+        return {i % n for i in self._static_argnums if -n <= i < n}
+
+    @staticmethod
+    def _labels_of(label: str, tree: Any) -> list[str]:
+        leaves, treedef = tree_flatten(tree)
+        if treedef.node_type is None:
+            return [label]
+        return [f"{label} (leaf {j})" for j in range(len(leaves))]
+
+    def _describe(self, args, kwargs, leaves, statics) -> dict[str, str]:
+        """Each leaf's and static argument's type, by name: what a retrace reports."""
+        desc = {}
+        for label, x in zip(self._leaf_labels(args, kwargs), leaves, strict=True):
+            aval = abstractify(x)
+            weak = " (Python scalar)" if aval.weak_type else ""
+            desc[label] = f"{aval.str_short()}{weak}"
+        for where, (_, value) in statics or ():
+            label = self._arg_label(where) if isinstance(where, int) else f"argument {where!r}"
+            desc[f"static {label}"] = f"{value!r:.60}"
+        return desc
+
+    def _log_compile(self, signature: dict[str, str]) -> None:
+        previous = self._last_signature
+        if previous is None:
+            logger.warning("Compiling jit(%s) for %s", self._name, _fmt(signature))
+            return
+        changes = [
+            f"{label}: {previous.get(label, 'absent')} -> {signature.get(label, 'absent')}"
+            for label in dict.fromkeys([*previous, *signature])
+            if previous.get(label) != signature.get(label)
+        ]
+        reason = "; ".join(changes) or "the pytree structure changed"
+        logger.warning("Retracing jit(%s) because %s", self._name, reason)
+
+
+def _fmt(signature: dict[str, str]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in signature.items()) or "no arguments"
+
+
+def _positional_names(fun: Callable) -> list[str] | None:
+    try:
+        sig = inspect.signature(fun)
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in sig.parameters.values() if p.kind in kinds]
+
+
+def jit(
+    fun: Callable,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+) -> Jitted:
+    """Compile ``fun``: trace it to a jaxpr once per call signature (pytree structure,
+    each leaf's shape and dtype, Python scalars by type, the values of static
+    arguments), optimize the jaxpr, lower it to a NumPy function and run that.
+
+    Python side effects in ``fun`` run only while it is traced. Arguments listed in
+    ``static_argnums`` / ``static_argnames`` are passed to ``fun`` as they are (they
+    must be hashable), so Python control flow may depend on them. Inside another
+    transform (``grad``, ``vmap``, ``make_jaxpr``...), a jitted function is one
+    ``jit`` equation that the transform differentiates or batches.
+
+    >>> import numpy as np, functrans as ft, functrans.numpy as fnp
+    >>> @ft.jit
+    ... def f(x, y):
+    ...     return fnp.tanh(x) * y + 1.0
+    >>> f(np.zeros(3), np.ones(3))
+    array([1., 1., 1.])
+    >>> f(np.ones(3), np.ones(3)).shape   # same signature: a cache hit
+    (3,)
+    >>> f.cache_info()
+    CacheInfo(hits=1, misses=1, maxsize=None, currsize=1)
+    >>> print(f.source(np.zeros(3), np.ones(3)))
+    def jitted(a, b):
+        c = np.tanh(a)
+        d = np.multiply(c, b)
+        e = np.add(d, 1.0)
+        return (e,)
+    """
+    return Jitted(fun, static_argnums, static_argnames)
