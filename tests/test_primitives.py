@@ -708,6 +708,14 @@ def test_pow_derivative_at_a_zero_base():
     assert gx == 0.0 and gy == 0.0
 
 
+def test_pow_derivative_for_a_zero_exponent():
+    # x**0 is constant, also at x = 0: d/dx is 0 there, not 0 * inf.
+    x, y = np.array([0.0, 2.0]), np.array([0.0, 0.0])
+    np.testing.assert_array_equal(ft.grad(lambda x: lax.reduce_sum(lax.pow(x, y), (0,)))(x), 0)
+    _, t = ft.jvp(lambda x: lax.pow(x, 0.0), (x,), (np.ones(2),))
+    np.testing.assert_array_equal(t, 0)
+
+
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "pow", "max", "min"])
 @pytest.mark.parametrize("scalar_first", [False, True])
 def test_python_scalar_operands_keep_float32_derivatives(name, scalar_first):

@@ -226,10 +226,18 @@ def_elementwise_derivatives(integer_pow_p, _integer_pow_partial)
 batch_unary_passthrough(integer_pow_p)
 
 
+def _pow_partial_x(ans: Any, x: Any, y: Any) -> Any:
+    # d/dx x^y = y x^(y-1), taken as 0 where y == 0: x^0 is constant, also at x = 0
+    # (where y x^(y-1) would be 0 * inf). As in JAX.
+    y_is_zero = eq(y, scalar_like(y, 0))
+    safe_y = select(y_is_zero, _ones_full(y), y)
+    return select(y_is_zero, _zeros_like(ans), mul(safe_y, pow(x, sub(safe_y, _one(y)))))
+
+
 pow_p, pow = _binary(
     "pow",
     np.power,
-    lambda ans, x, y: mul(y, pow(x, sub(y, _one(y)))),
+    _pow_partial_x,
     # d/dy x^y = x^y log x, taken as 0 where x == 0 (the limit for y > 0).
     lambda ans, x, y: select(
         eq(x, scalar_like(x, 0)), _zeros_like(ans), mul(ans, log(_where_zero(x)))
