@@ -328,7 +328,15 @@ def _compile(jaxpr: Jaxpr, consts: Sequence[Any]) -> Callable[..., list]:
             lines.append(f"    {', '.join(outs)}, = {call}")
         else:
             lines.append(f"    {call}")
-    lines.append(f"    return [{', '.join(use(x) for x in jaxpr.outvars)}]")
+    results = []
+    for x in jaxpr.outvars:
+        if type(x) is Literal:  # a constant result: a NumPy value of its type, not a Python one
+            name = f"k{next(counter)}"
+            namespace[name] = np.asarray(x.val, x.aval.dtype)[()]
+            results.append(name)
+        else:
+            results.append(use(x))
+    lines.append(f"    return [{', '.join(results)}]")
     exec("\n".join(lines), namespace)  # noqa: S102
     return namespace["run"]
 
