@@ -49,7 +49,7 @@ from functrans.core import Primitive
 from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
 from functrans.transforms.custom import custom_jvp_call_p, custom_vjp_call_p
 
-__all__ = ["CALLS", "LOWERINGS", "Compiled", "Lowering", "compile_jaxpr"]
+__all__ = ["CALLS", "LOWERINGS", "Compiled", "Lowering", "compile_jaxpr", "lowered_primitives"]
 
 # Call primitives whose bodies code generation inlines (primitive -> param holding
 # the ClosedJaxpr). ``jit`` adds its own primitive.
@@ -209,6 +209,12 @@ def _lowering(eqn: JaxprEqn) -> Lowering | None:
 
 def _convert_lowering(eqn: JaxprEqn) -> str | None:
     return _DTYPE_NAMES.get(np.dtype(eqn.params["new_dtype"]).name)
+
+
+def lowered_primitives() -> set[Primitive]:
+    """The primitives with a NumPy lowering; the others call their ``impl``."""
+    special = {P.broadcast_in_dim_p, P.sigmoid_p, P.convert_element_type_p, P.pad_p}
+    return set(LOWERINGS) | special
 
 
 class Compiled(NamedTuple):

@@ -180,8 +180,7 @@ def _jit_reverse(parent, primals, positions, params):
     outs, residuals = list(outs_and_res[:n]), list(outs_and_res[n:])
     out_avals = closed.out_avals
 
-    def backward(g):
-        g = [g] if n == 1 else g
+    def backward(g):  # one cotangent (or None) per output
         cts = [
             np.zeros(a.shape, a.dtype) if c is None else c
             for c, a, f in zip(g, out_avals, split.float_outs, strict=True)
