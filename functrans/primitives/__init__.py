@@ -22,7 +22,11 @@ _rules.transpose_p = structural.transpose_p
 
 
 def all_primitives() -> list[Primitive]:
-    """Every primitive defined in the table (the test suite checks each has all rules)."""
+    """Every primitive defined in the table (the test suite checks each has all rules).
+
+    The control-flow primitives (``cond``, ``while``, ``scan``) hold sub-jaxprs in their
+    parameters and have a whole ``reverse`` rule rather than per-operand ``vjp`` rules;
+    ``functrans.control_flow.control_flow_primitives()`` lists them."""
     found = {}
     for module in (elementwise, structural, reductions, linalg):
         for value in vars(module).values():
