@@ -30,8 +30,6 @@ from functrans import nn, optim
 from functrans.datasets import load_digits
 from functrans.tree_util import tree_leaves, tree_map
 
-jit = getattr(ft, "jit", lambda f, **kwargs: f)
-
 
 def init_params(rng: np.random.Generator, hidden: int) -> dict:
     return {
@@ -68,7 +66,7 @@ def global_norms(grads) -> object:
 
 
 def make_private_grad(clip: float, noise_multiplier: float):
-    @jit
+    @ft.jit
     def private_grad(params, X, Y, noise):
         """Clip each example's gradient to norm <= clip, sum, add N(0, (σ clip)²), average."""
         grads = per_example_grads(params, X, Y)
@@ -84,7 +82,7 @@ def make_private_grad(clip: float, noise_multiplier: float):
     return private_grad
 
 
-@jit
+@ft.jit
 def accuracy(params, X, Y):
     return fnp.mean(fnp.argmax(predict(params, X), axis=-1) == Y)
 

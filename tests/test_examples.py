@@ -68,6 +68,7 @@ def test_train_mlp(tmp_path):
     out_dir = tmp_path / "run"
     out = run("train_mlp.py", "--epochs", "1", "--out", str(out_dir), cwd=tmp_path)
     assert "epoch 1/1" in out and "examples/s" in out and "loss" in out
+    assert "train_step traced 1 time(s)" in out  # one shape per step: compiled once
     assert number_after("final test accuracy:", out) > 0.5  # chance is 0.1
     assert number_after("final train accuracy:", out) > 0.5
     with open(out_dir / "metrics.csv") as f:

@@ -13,8 +13,6 @@ import functrans.numpy as fnp
 from functrans import nn
 from functrans.test_util import check_grads
 
-jit = getattr(ft, "jit", lambda f, **kw: f)
-
 
 @pytest.fixture
 def rng():
@@ -223,7 +221,7 @@ def test_softmax_cross_entropy_shapes_and_batches(rng):
 def test_softmax_cross_entropy_under_jit(rng):
     logits = rng.normal(size=(8, 10))
     labels = rng.integers(0, 10, size=8)
-    fun = jit(ft.value_and_grad(nn.softmax_cross_entropy))
+    fun = ft.jit(ft.value_and_grad(nn.softmax_cross_entropy))
     value, grad = fun(logits, labels)
     np.testing.assert_allclose(value, nn.softmax_cross_entropy(logits, labels))
     np.testing.assert_allclose(grad, ft.grad(nn.softmax_cross_entropy)(logits, labels))

@@ -127,10 +127,7 @@ def test_matches_hand_written_formulas(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_matches_hand_written_formulas_under_jit(name):
-    jit = getattr(ft, "jit", None)
-    if jit is None:
-        pytest.skip("ft.jit is not available")
-    check_against_reference(name, jit)
+    check_against_reference(name, ft.jit)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -162,7 +159,7 @@ def test_inside_a_differentiated_training_step():
 
     params = {"w": np.zeros(3), "b": np.float64(2.0)}
     state = opt.init(params)
-    jitted = getattr(ft, "jit", lambda f: f)(step)
+    jitted = ft.jit(step)
     for _ in range(300):
         params, state = jitted(params, state)
     np.testing.assert_allclose(params["w"], np.arange(3.0), atol=1e-3)
