@@ -30,7 +30,16 @@ _VALID = (
 
 
 def getitem(x: Any, index: Any) -> Any:
-    """``x[index]`` with NumPy semantics, for a tracer (or array) ``x``."""
+    """``x[index]`` with NumPy semantics, for a tracer (or array) ``x``.
+
+    >>> import functrans as ft
+    >>> print(ft.make_jaxpr(lambda x: x[::-1, 1])(np.ones((3, 4))))
+    { lambda ; a:f64[3,4]. let
+        b:f64[3,4] = rev[dimensions=(0,)] a
+        c:f64[3,1] = slice[limit_indices=(3, 2) start_indices=(0, 1) strides=None] b
+        d:f64[3] = reshape[new_sizes=(3,)] c
+      in (d,) }
+    """
     shape = get_aval(x).shape
     items = _expand(shape, _classify(shape, index))
     advanced = any(kind == _ARRAY for kind, _ in items)

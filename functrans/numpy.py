@@ -128,11 +128,10 @@ _STRING_PARAMS = ("dtype", "subscripts", "order", "casting", "mode")
 def _reject_non_numeric(name: str, traced, args, kwargs, out) -> None:
     """NumPy accepted a string or object input; the contract says ``TypeError``."""
     params = list(inspect.signature(traced).parameters)
-    for what, value in [*zip(params, args, strict=False), *kwargs.items()]:
-        if what in _STRING_PARAMS:
+    named = [*((i, p) for i, p in enumerate(params[: len(args)])), *kwargs]
+    for what, value in zip(named, [*args, *kwargs.values()], strict=True):
+        if (what[1] if isinstance(what, tuple) else what) in _STRING_PARAMS:
             continue
-        if isinstance(value, (str, bytes)):
-            _check_array_arg(name, what, value)
         if isinstance(value, (np.ndarray, np.generic, list, tuple)):
             try:
                 kind = np.asarray(value).dtype.kind
@@ -140,6 +139,8 @@ def _reject_non_numeric(name: str, traced, args, kwargs, out) -> None:
                 continue
             if kind not in _NUMERIC_KINDS:
                 _check_array_arg(name, what, value)
+        elif not isinstance(value, (*_PYTHON_SCALARS, type, np.dtype, type(None))):
+            _check_array_arg(name, what, value)
     raise TypeError(f"{name}: the result has the non-numeric dtype {out.dtype}")
 
 
@@ -321,6 +322,16 @@ def normalize_axes(name: str, axis: Any, ndim: int) -> tuple[int, ...]:
     return (normalize_axis(name, axis, ndim),)
 
 
+def _rename(fun: Callable[..., Any], name: str) -> None:
+    """Name a generated function, also in Python's own argument errors
+    (``add() got an unexpected keyword argument ...``)."""
+    fun.__name__ = fun.__qualname__ = name
+    code = fun.__code__.replace(co_name=name)
+    if hasattr(code, "co_qualname"):
+        code = code.replace(co_qualname=name)
+    fun.__code__ = code
+
+
 def _no_out(name: str, **unsupported: Any) -> None:
     for key, value in unsupported.items():
         if value is not None:
@@ -375,7 +386,12 @@ def _array_from_nested(name: str, obj: Any, dtype: Any) -> Any:
 @_numpy_api(np.array)
 def array(object, dtype=None, *, copy=True, order="K", ndmin=0):
     """``numpy.array``. Under a transform, a (nested) list of traced values is stacked
-    into one traced array and a traced value is converted to ``dtype``."""
+    into one traced array and a traced value is converted to ``dtype``.
+
+    >>> import functrans as ft
+    >>> float(ft.grad(lambda x: sum(array([x, 2 * x, 3.0]) ** 2))(1.0))
+    10.0
+    """
     if type(object) in (list, tuple):
         x = _array_from_nested("array", object, dtype)
     else:
@@ -408,7 +424,7 @@ def _plain(numpy_fun):
     def traced(*args, **kwargs):
         return numpy_fun(*args, **kwargs)
 
-    traced.__name__ = traced.__qualname__ = numpy_fun.__name__
+    _rename(traced, numpy_fun.__name__)
     traced.__doc__ = f"``numpy.{numpy_fun.__name__}`` (shape arguments must be static)."
     return _numpy_api(numpy_fun)(traced)
 
@@ -426,7 +442,7 @@ def _like(name: str, numpy_fun, fill):
         shape = aval.shape if shape is None else shape
         return np.full(shape, fill, aval.dtype if dtype is None else dtype)
 
-    traced.__name__ = traced.__qualname__ = name
+    _rename(traced, name)
     traced.__doc__ = f"``numpy.{name}``: a NumPy constant of ``a``'s shape and dtype."
     return _numpy_api(numpy_fun)(traced)
 
@@ -487,7 +503,7 @@ def _def_unary(numpy_fun, op, inexact=_inexact, name: str | None = None):
     def traced(x):
         return _elementwise(name, op, x, inexact=inexact)
 
-    traced.__name__ = traced.__qualname__ = name
+    _rename(traced, name)
     traced.__doc__ = f"Elementwise ``numpy.{name}``, differentiable and batchable."
     return _numpy_api(numpy_fun)(traced)
 
@@ -498,7 +514,7 @@ def _def_binary(numpy_fun, op, inexact=None, name: str | None = None):
     def traced(x1, x2):
         return _elementwise(name, op, x1, x2, inexact=inexact)
 
-    traced.__name__ = traced.__qualname__ = name
+    _rename(traced, name)
     traced.__doc__ = f"Elementwise ``numpy.{name}`` with broadcasting."
     return _numpy_api(numpy_fun)(traced)
 
@@ -561,12 +577,11 @@ def floor(x):
 
 @_numpy_api(np.square)
 def square(x):
-    """Elementwise ``x * x``."""
-    return power(x, 2)
-
-
-def _is_bool_array(x: Any) -> bool:
-    return isinstance(x, (Tracer, np.ndarray, np.generic)) and get_aval(x).dtype == np.bool_
+    """Elementwise ``x * x`` (booleans square in int8, as in NumPy)."""
+    (x,) = _promote("square", x)
+    if get_aval(x).dtype == np.bool_:
+        x = _convert(x, np.dtype(np.int8))
+    return lax.integer_pow(x, 2)
 
 
 def _static_int(x: Any) -> int | None:
@@ -579,9 +594,9 @@ def _static_int(x: Any) -> int | None:
 @_numpy_api(np.power)
 def power(x1, x2):
     """Elementwise ``x1 ** x2``. A concrete integer exponent is an ``integer_pow``."""
-    if _is_bool_array(x1) and (isinstance(x2, (bool, int)) or _is_bool_array(x2)):
-        x1 = _convert(x1, np.dtype(np.int8))  # NumPy has no boolean power loop: int8
     x1, x2 = _promote("power", x1, x2)
+    if get_aval(x1).dtype == np.bool_:  # NumPy has no boolean power loop: it uses int8
+        x1, x2 = (_convert(v, np.dtype(np.int8)) for v in (x1, x2))
     kind = get_aval(x1).dtype.kind
     n = _static_int(x2)
     if n is not None:
@@ -670,7 +685,7 @@ def _def_accumulate(numpy_fun, reduce):
         y = reduce(x, axes) if axes else x
         return _keepdims(y, _shape(x), axes, keepdims)
 
-    traced.__name__ = traced.__qualname__ = name
+    _rename(traced, name)
     traced.__doc__ = (
         f"``numpy.{name}`` over ``axis`` (None, an int or a tuple), with ``keepdims`` and "
         "``dtype``; small integers and booleans accumulate in int64, as in NumPy."
@@ -697,7 +712,7 @@ def _def_extremum(numpy_fun, alias, reduce, ufunc_name):
         y = reduce(x, axes) if axes else x
         return _keepdims(y, shape, axes, keepdims)
 
-    traced.__name__ = traced.__qualname__ = name
+    _rename(traced, name)
     traced.__doc__ = f"``numpy.{name}`` over ``axis`` (None, an int or a tuple), ``keepdims``."
     return _numpy_api(numpy_fun, alias)(traced)
 
@@ -775,7 +790,7 @@ def _def_argext(numpy_fun, op):
             raise ValueError(f"{name}: attempt to get {name} of an empty sequence (shape {shape})")
         return _keepdims(op(x, ax, np.int64), shape, (ax,), keepdims)
 
-    traced.__name__ = traced.__qualname__ = name
+    _rename(traced, name)
     traced.__doc__ = f"``numpy.{name}``: int64 indices; ``axis=None`` flattens."
     return _numpy_api(numpy_fun)(traced)
 
@@ -830,7 +845,13 @@ def _resolve_shape(name: str, old: tuple[int, ...], new: Any) -> tuple[int, ...]
 
 @_numpy_api(np.reshape)
 def reshape(a, /, shape=None, order="C", *, newshape=None, copy=None):
-    """``numpy.reshape``; one entry of ``shape`` may be -1; ``order`` 'C' or 'F'."""
+    """``numpy.reshape``; one entry of ``shape`` may be -1; ``order`` 'C' or 'F'.
+
+    >>> reshape(np.arange(6), (3, -1), order="F")
+    array([[0, 3],
+           [1, 4],
+           [2, 5]])
+    """
     x = _as_array("reshape", a, (0, "a"))
     shape = newshape if shape is None else shape
     if shape is None:
@@ -1135,6 +1156,14 @@ def matmul(x1, x2, /):
 
     Lowered to the strict ``matmul`` primitive: ``(..., n, k) @ (k, m)`` folds into one
     2-D product; other batch axes are broadcast with ``broadcast_in_dim``.
+
+    >>> import functrans as ft
+    >>> print(ft.make_jaxpr(lambda x, w: x @ w)(np.ones((4, 5, 3)), np.ones((3, 2))))
+    { lambda ; a:f64[4,5,3] b:f64[3,2]. let
+        c:f64[20,3] = reshape[new_sizes=(20, 3)] a
+        d:f64[20,2] = matmul c b
+        e:f64[4,5,2] = reshape[new_sizes=(4, 5, 2)] d
+      in (e,) }
     """
     a, b = _promote("matmul", x1, x2)
     sa, sb = _shape(a), _shape(b)
@@ -1221,7 +1250,11 @@ def tensordot(a, b, axes=2):
 def einsum(subscripts, /, *operands, out=None, dtype=None, optimize=False, **kwargs):
     """``numpy.einsum`` with explicit (``'ij,jk->ik'``) or implicit (``'ij,jk'``)
     output, ``...`` and repeated labels (diagonals, traces). Contracts pairwise
-    through ``matmul``; the order ignores ``optimize``."""
+    through ``matmul``, smallest intermediate first (``optimize`` is ignored).
+
+    >>> float(einsum("ii", np.eye(3))), einsum("ij,j->i", np.eye(2), np.array([1.0, 2.0]))
+    (3.0, array([1., 2.]))
+    """
     _no_out("einsum", out=out)
     if not isinstance(subscripts, str):
         raise TypeError(
@@ -1271,7 +1304,12 @@ def _reversed(fun: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     fnp_fun = _NUMPY_TO_FNP.get(ufunc)
-    if method != "__call__" or fnp_fun is None or "out" in kwargs:
+    if kwargs and method == "__call__" and fnp_fun is not None:
+        raise TypeError(
+            f"numpy.{ufunc.__name__}: the keyword arguments {sorted(kwargs)} are not supported "
+            "on traced values by functrans.numpy"
+        )
+    if method != "__call__" or fnp_fun is None:
         raise TypeError(
             f"numpy.{ufunc.__name__}{'' if method == '__call__' else '.' + method} is not "
             f"supported on traced values by functrans.numpy{_nearest(ufunc.__name__)}"
@@ -1283,10 +1321,15 @@ def _array_function(self, func, types, args, kwargs):
     fnp_fun = _NUMPY_TO_FNP.get(func)
     if fnp_fun is None:
         raise TypeError(
-            f"numpy.{func.__name__} is not supported on traced values by functrans.numpy; "
+            f"{_qualified(func)} is not supported on traced values by functrans.numpy; "
             f"see functrans.numpy for the supported functions{_nearest(func.__name__)}"
         )
     return fnp_fun(*args, **kwargs)
+
+
+def _qualified(func: Any) -> str:
+    module = getattr(func, "__module__", None) or "numpy"
+    return f"{module}.{func.__name__}"
 
 
 def _nearest(name: str) -> str:
@@ -1299,7 +1342,9 @@ def _nearest(name: str) -> str:
 
 def _shape_args(args: tuple[Any, ...]) -> Any:
     """``x.reshape(2, 3)`` and ``x.reshape((2, 3))`` alike."""
-    return args[0] if len(args) == 1 else args
+    if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+        return args[0]
+    return args
 
 
 def _method_transpose(self, *axes):
