@@ -358,6 +358,7 @@ def test_newton_under_jit_and_vmap():
     roots, iters = ft.jit(ft.vmap(newton_sqrt))(a)
     np.testing.assert_allclose(roots, np.sqrt(a), rtol=1e-12)
     assert_close(iters, np.array([newton_sqrt(x)[1] for x in a]))
+    assert len(set(iters.tolist())) == 3
     roots, _ = ft.vmap(ft.jit(newton_sqrt))(a)
     np.testing.assert_allclose(roots, np.sqrt(a), rtol=1e-12)
 
@@ -537,6 +538,23 @@ def test_while_body_that_changes_the_carry():
         lax.while_loop(lambda c: False, to_float32, (1.0, np.float64(2.0)))
     with pytest.raises(TypeError, match=r"cond_fun `<lambda>` must return a boolean scalar"):
         lax.while_loop(lambda c: c, lambda c: c, np.ones(2))
+
+
+def test_fori_loop_body_that_changes_the_carry():
+    def to_float32(i, x):
+        return {"x": x["x"].astype(np.float32)}
+
+    message = r"fori_loop: body_fun `to_float32`.*`init_val\['x'\]` is f64\[2\] on input and f32"
+    with pytest.raises(TypeError, match=message):
+        lax.fori_loop(0, 3, to_float32, {"x": np.ones(2)})
+    with pytest.raises(TypeError, match=message):
+        ft.make_jaxpr(lambda n: lax.fori_loop(0, n, to_float32, {"x": np.ones(2)}))(3)
+    with pytest.raises(
+        TypeError,
+        match=r"body_fun `<lambda>` must return a value with the "
+        r"pytree structure of init_val \*, but returns \(\*, \*\)",
+    ):
+        lax.fori_loop(0, 3, lambda i, x: (x, x), np.ones(2))
 
 
 def test_scan_xs_with_different_leading_sizes():

@@ -167,10 +167,6 @@ def trace_fun(
     return Traced(ClosedJaxpr(hoisted, []), consts, info_box[0])
 
 
-def flatten_tree(out: Any) -> tuple[list[Any], PyTreeDef]:
-    return tree_flatten(out)
-
-
 def trace_derived(fun: Callable, in_avals: Sequence[ShapedArray], name: str) -> ClosedJaxpr:
     """Stage a function built by a rule over a sub-jaxpr. Such functions see only their
     arguments and concrete constants, so they are traced on top of evaluation, away
@@ -190,11 +186,6 @@ def with_invars(closed: ClosedJaxpr, invars: Sequence[Var], outvars: Sequence[An
     extra unused inputs)."""
     j = closed.jaxpr
     return ClosedJaxpr(Jaxpr(j.constvars, invars, outvars, j.eqns), closed.consts)
-
-
-def permute(items: Sequence[Any], groups: Sequence[tuple[int, int]]) -> list[Any]:
-    """Concatenate the slices ``items[start:stop]`` for each ``(start, stop)``."""
-    return [x for start, stop in groups for x in items[start:stop]]
 
 
 def split(items: Sequence[Any], sizes: Sequence[int]) -> list[list[Any]]:

@@ -8,6 +8,7 @@ JAX. A weakly typed value returned for a carry leaf takes the carry's dtype.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,22 +17,33 @@ from functrans.core import ShapedArray, get_aval
 from functrans.tree_util import PyTreeDef
 
 
+@dataclasses.dataclass(frozen=True)
+class LoopNames:
+    """How errors name a loop: the API function (``what``), the argument holding the
+    body (``label``), the user's body function, and a display path per carry leaf."""
+
+    what: str
+    label: str
+    fun: Callable
+    carry_paths: Sequence[str]
+
+
 def trace_loop_body(
-    what: str,
     fun: Callable,
-    label: str,
+    names: LoopNames,
     in_tree: PyTreeDef,
     carry_tree: PyTreeDef,
     carry_avals: Sequence[ShapedArray],
     other_avals: Sequence[ShapedArray],
-    carry_paths: Sequence[str],
     flatten_out: Callable[[Any], tuple[list[Any], Any]],
 ) -> tuple[Traced, list[ShapedArray]]:
     """Trace a loop body whose arguments (pytree ``in_tree``) are the carry leaves then
     ``other_avals``. ``flatten_out(out) -> (leaves, (out_carry_tree, ...))`` lists the
     carry leaves first. Returns the traced body and the carry types it was traced at.
     """
-    name = f"{what}:{fun_name(fun)}"
+    what, label, carry_paths = names.what, names.label, names.carry_paths
+    body_name = fun_name(names.fun)
+    name = f"{what}:{body_name}"
     carry_avals = list(carry_avals)
     k = len(carry_avals)
     promoted = False
@@ -41,7 +53,7 @@ def trace_loop_body(
         out_tree = traced.out_info[0]
         if out_tree != carry_tree:
             raise TypeError(
-                f"{what}: {label} `{fun_name(fun)}` must return a carry with the pytree "
+                f"{what}: {label} `{body_name}` must return a carry with the pytree "
                 f"structure of its input carry {carry_tree}, but returns {out_tree}"
             )
         out_avals = traced.out_avals[:k]
@@ -52,7 +64,7 @@ def trace_loop_body(
         if bad and (promoted or not promotable):
             j = bad[0]
             raise TypeError(
-                f"{what}: {label} `{fun_name(fun)}` must return a carry of the same shapes "
+                f"{what}: {label} `{body_name}` must return a carry of the same shapes "
                 f"and dtypes as its input, but carry leaf `{carry_paths[j]}` is "
                 f"{carry_avals[j].str_short()} on input and {out_avals[j].str_short()} on "
                 "output"

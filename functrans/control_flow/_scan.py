@@ -44,7 +44,7 @@ from functrans.control_flow._common import (
     with_invars,
     zeros,
 )
-from functrans.control_flow._loops import promote_init, trace_loop_body
+from functrans.control_flow._loops import LoopNames, promote_init, trace_loop_body
 from functrans.core import Primitive, ShapedArray, Zero, call_with_trace, get_aval
 from functrans.ir import ClosedJaxpr, Jaxpr
 from functrans.primitives import add
@@ -83,7 +83,16 @@ def scan(
     (10.0, array([ 0.,  2.,  9., 24.]))
     """
     check_callable("scan", "f", f)
+    return scan_with_names(f, init, xs, length, reverse, None)
+
+
+def scan_with_names(
+    f: Callable, init: Any, xs: Any, length: int | None, reverse: bool, names: LoopNames | None
+) -> tuple[Any, Any]:
+    """``scan``, with errors about the body named by ``names`` (for loops built on it)."""
     name = f"`{fun_name(f)}`"
+    if names is None:
+        names = LoopNames("scan", "f", f, leaf_paths(init, "carry"))
     init_leaves, carry_tree = tree_flatten(init)
     init_leaves = [as_operand(x, "scan: init") for x in init_leaves]
     xs_leaves, xs_tree = tree_flatten(xs)
@@ -107,16 +116,9 @@ def scan(
         y_tree_box.append(y_tree)
         return carry_leaves + y_leaves, (tree, y_tree)
 
+    carry_avals = [aval_of(x) for x in init_leaves]
     body, carry_avals = trace_loop_body(
-        "scan",
-        f,
-        "f",
-        in_tree,
-        carry_tree,
-        [aval_of(x) for x in init_leaves],
-        x_avals,
-        leaf_paths(init, "carry"),
-        flatten_out,
+        f, names, in_tree, carry_tree, carry_avals, x_avals, flatten_out
     )
     init_leaves = promote_init(init_leaves, carry_avals)
     outs = scan_p.bind(

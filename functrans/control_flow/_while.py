@@ -32,7 +32,7 @@ from functrans.control_flow._common import (
     trace_fun,
     with_invars,
 )
-from functrans.control_flow._loops import promote_init, trace_loop_body
+from functrans.control_flow._loops import LoopNames, promote_init, trace_loop_body
 from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval
 from functrans.ir import Var
 from functrans.primitives import add, broadcast_in_dim, lt, reduce_max, select
@@ -61,20 +61,19 @@ def while_loop(
     """
     check_callable("while_loop", "cond_fun", cond_fun)
     check_callable("while_loop", "body_fun", body_fun)
+    return _while_loop(cond_fun, body_fun, init_val, None)
+
+
+def _while_loop(
+    cond_fun: Callable, body_fun: Callable, init_val: Any, names: LoopNames | None
+) -> Any:
+    if names is None:
+        names = LoopNames("while_loop", "body_fun", body_fun, leaf_paths(init_val, "init_val"))
     leaves, tree = tree_flatten(init_val)
-    leaves = [as_operand(x, "while_loop: init_val") for x in leaves]
-    paths = leaf_paths(init_val, "init_val")
+    leaves = [as_operand(x, f"{names.what}: init_val") for x in leaves]
     args_tree = tree_flatten((init_val,))[1]
     body, carry_avals = trace_loop_body(
-        "while_loop",
-        body_fun,
-        "body_fun",
-        args_tree,
-        tree,
-        [aval_of(x) for x in leaves],
-        [],
-        paths,
-        _flatten_carry,
+        body_fun, names, args_tree, tree, [aval_of(x) for x in leaves], [], _flatten_carry
     )
     leaves = promote_init(leaves, carry_avals)
     name = f"while_loop:{fun_name(cond_fun)}"
@@ -115,7 +114,7 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
     >>> float(ft.grad(lambda x: fori_loop(0, 3, lambda i, y: y * x, 1.0))(2.0))
     12.0
     """
-    from functrans.control_flow._scan import scan
+    from functrans.control_flow._scan import scan_with_names
 
     check_callable("fori_loop", "body_fun", body_fun)
     lower = as_operand(lower, "fori_loop: lower")
@@ -126,14 +125,28 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
             raise TypeError(f"fori_loop: {name} must be an integer scalar, got {aval.str_short()}")
     dtype = _index_dtype(lo_aval, hi_aval)
     one = dtype.type(1)
+    tree = tree_flatten(init_val)[1]
+    paths = leaf_paths(init_val, "init_val")
+
+    def apply_body(i: Any, val: Any) -> Any:
+        new = body_fun(i, val)
+        if tree_flatten(new)[1] != tree:
+            raise TypeError(
+                f"fori_loop: body_fun `{fun_name(body_fun)}` must return a value with the "
+                f"pytree structure of init_val {tree}, but returns {tree_flatten(new)[1]}"
+            )
+        return new
+
     if not isinstance(lower, Tracer) and not isinstance(upper, Tracer):
         lo, hi = int(lower), int(upper)
 
         def step(carry: Any, _: Any) -> Any:
             i, val = carry
-            return (add(i, one), body_fun(i, val)), None
+            return (add(i, one), apply_body(i, val)), None
 
-        (_, out), _ = scan(step, (dtype.type(lo), init_val), None, length=max(0, hi - lo))
+        names = LoopNames("fori_loop", "body_fun", body_fun, ["the loop index", *paths])
+        init = (dtype.type(lo), init_val)
+        (_, out), _ = scan_with_names(step, init, None, max(0, hi - lo), False, names)
         return out
 
     def keep_going(carry: Any) -> Any:
@@ -141,10 +154,11 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
 
     def body(carry: Any) -> Any:
         i, hi, val = carry
-        return add(i, one), hi, body_fun(i, val)
+        return add(i, one), hi, apply_body(i, val)
 
     lower, upper = cast(lower, dtype), cast(upper, dtype)
-    return while_loop(keep_going, body, (lower, upper, init_val))[2]
+    names = LoopNames("fori_loop", "body_fun", body_fun, ["the loop index", "upper", *paths])
+    return _while_loop(keep_going, body, (lower, upper, init_val), names)[2]
 
 
 def _index_dtype(a: ShapedArray, b: ShapedArray) -> np.dtype:
