@@ -534,3 +534,53 @@ def test_staged_gradient_contains_only_ordinary_primitives():
         used = {eqn.primitive.name for eqn in jaxpr.eqns}
         assert used <= names, used - names
         np.testing.assert_allclose(ft.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, x)[0], f(x))
+
+
+# ---------------------------------------------------------------------------
+# check_grads catches wrong derivatives
+# ---------------------------------------------------------------------------
+
+
+def _with_jvp_rule(rule):
+    @ft.custom_jvp
+    def f(x):
+        return fnp.sin(x)
+
+    f.defjvp(rule)
+    return f
+
+
+def test_check_grads_reports_a_wrong_first_derivative():
+    wrong = _with_jvp_rule(lambda p, t: (fnp.sin(p[0]), 1.01 * fnp.cos(p[0]) * t[0]))
+    for mode in ("fwd", "rev"):
+        with pytest.raises(AssertionError) as info:
+            check_grads(wrong, (X,), modes=(mode,))
+        message = str(info.value)
+        assert "largest error" in message and "float64[3]" in message
+        assert ("JVP" if mode == "fwd" else "VJP") in message
+    right = _with_jvp_rule(lambda p, t: (fnp.sin(p[0]), fnp.cos(p[0]) * t[0]))
+    check_grads(right, (X,), order=2)
+
+
+def test_check_grads_order_two_catches_a_wrong_second_derivative():
+    @ft.custom_vjp
+    def cube(x):
+        return x**3
+
+    # Right first derivative, but written with stop_gradient so its own derivative is 0.
+    cube.defvjp(lambda x: (cube(x), x), lambda x, g: (g * 3.0 * ft.stop_gradient(x) ** 2,))
+    check_grads(cube, (X,), order=1, modes=("rev",))
+    with pytest.raises(AssertionError, match="VJP of VJP"):
+        check_grads(cube, (X,), order=2, modes=("rev",))
+
+
+def test_check_grads_checks_tangent_dtypes():
+    upcast = _with_jvp_rule(lambda p, t: (fnp.sin(p[0]), fnp.cos(p[0]).astype(np.float64) * t[0]))
+    with pytest.raises(AssertionError, match="dtype float64.*float32"):
+        check_grads(upcast, (X.astype(np.float32),), modes=("fwd",))
+
+
+def test_check_grads_holds_integer_leaves_fixed_and_checks_its_arguments():
+    check_grads(lambda x, i: x[i] ** 2, (X, np.array([2, 0, 0])), order=2)
+    with pytest.raises(ValueError, match="modes"):
+        check_grads(fnp.sin, (X,), modes=("forward",))
