@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -201,135 +200,39 @@ def split(items: Sequence[Any], sizes: Sequence[int]) -> list[list[Any]]:
 # Fast evaluation of a sub-jaxpr on NumPy values
 # ---------------------------------------------------------------------------
 
-_compiled: weakref.WeakKeyDictionary[ClosedJaxpr, Callable[..., list]] = weakref.WeakKeyDictionary()
+_compiled: weakref.WeakKeyDictionary[ClosedJaxpr, Callable[..., Sequence]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def run(closed: ClosedJaxpr, *args: Any) -> list[Any]:
-    """Evaluate ``closed`` on concrete values by calling each primitive's NumPy
-    implementation directly (see ``compiled``)."""
-    return compiled(closed)(*args)
+    """Evaluate ``closed`` on concrete values with its compiled form (see ``compiled``)."""
+    return list(compiled(closed)(*args))
 
 
-def compiled(closed: ClosedJaxpr) -> Callable[..., list]:
-    """``closed`` as a Python function of its inputs, built once and cached on the jaxpr,
-    so that a loop over it costs one call per iteration plus the NumPy work."""
+def compiled(closed: ClosedJaxpr) -> Callable[..., Sequence]:
+    """``closed`` compiled to a straight-line NumPy function by ``jit``'s code generator,
+    once (cached on the jaxpr), so that a loop over it costs one call per iteration plus
+    the NumPy work."""
     fn = _compiled.get(closed)
     if fn is None:
-        fn = _compiled[closed] = _compile(closed.jaxpr, closed.consts)
+        from functrans.transforms.codegen import compile_jaxpr
+
+        fn = compile_jaxpr(closed, "body").fn
+        constant = [
+            (k, x.aval.dtype) for k, x in enumerate(closed.jaxpr.outvars) if type(x) is Literal
+        ]
+        if constant:  # constant results as NumPy values of their type, not Python scalars
+            fn = functools.partial(_typed_constants, fn, constant)
+        _compiled[closed] = fn
     return fn
 
 
-# NumPy functions that broadcast their operands: a ``broadcast_in_dim`` feeding only
-# these can stay a cheap reshape, and NumPy broadcasts when the operation runs.
-_BROADCASTING = {
-    np.add,
-    np.subtract,
-    np.multiply,
-    np.true_divide,
-    np.maximum,
-    np.minimum,
-    np.power,
-    np.where,
-    np.equal,
-    np.not_equal,
-    np.less,
-    np.less_equal,
-    np.greater,
-    np.greater_equal,
-    np.logical_and,
-    np.logical_or,
-}
-
-
-def _lazy_broadcasts(jaxpr: Jaxpr) -> dict[int, tuple[int, ...]]:
-    """The ``broadcast_in_dim`` equations (by output var) that can be a reshape to the
-    returned shape: every use is a broadcasting NumPy operation whose result keeps its
-    shape when the operand is left unexpanded."""
-    uses: dict[int, list[JaxprEqn]] = {}
-    for eqn in jaxpr.eqns:
-        for x in eqn.invars:
-            if type(x) is Var:
-                uses.setdefault(id(x), []).append(eqn)
-    outputs = {id(x) for x in jaxpr.outvars if type(x) is Var}
-    lazy: dict[int, tuple[int, ...]] = {}
-
-    def shape(x: Any) -> tuple[int, ...]:
-        return lazy.get(id(x), x.aval.shape)
-
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name != "broadcast_in_dim" or id(eqn.outvars[0]) in outputs:
-            continue
-        out = eqn.outvars[0]
-        consumers = uses.get(id(out), [])
-        if not consumers or any(c.primitive.impl not in _BROADCASTING for c in consumers):
-            continue
-        expanded = [1] * len(eqn.params["shape"])
-        for size, d in zip(
-            eqn.invars[0].aval.shape, eqn.params["broadcast_dimensions"], strict=True
-        ):
-            expanded[d] = size
-        lazy[id(out)] = tuple(expanded)
-        for c in consumers:
-            try:
-                ok = np.broadcast_shapes(*map(shape, c.invars)) == c.outvars[0].aval.shape
-            except ValueError:
-                ok = False
-            if not ok:
-                del lazy[id(out)]
-                break
-    return lazy
-
-
-def _compile(jaxpr: Jaxpr, consts: Sequence[Any]) -> Callable[..., list]:
-    namespace: dict[str, Any] = {"_asarray": np.asarray}
-    names: dict[int, str] = {}
-    counter = itertools.count()
-    lazy = _lazy_broadcasts(jaxpr)
-
-    def bind(v: Var) -> str:
-        name = names[id(v)] = f"v{next(counter)}"
-        return name
-
-    def use(x: Any) -> str:
-        if type(x) is Literal:
-            name = f"k{next(counter)}"
-            namespace[name] = x.val
-            return name
-        return names[id(x)]
-
-    for v, c in zip(jaxpr.constvars, consts, strict=True):
-        namespace[bind(v)] = c
-    params = [bind(v) for v in jaxpr.invars]
-    lines = [f"def run({', '.join(params)}):"]
-    for eqn in jaxpr.eqns:
-        args = ", ".join(use(x) for x in eqn.invars)
-        outs = [bind(v) for v in eqn.outvars]
-        if id(eqn.outvars[0]) in lazy if eqn.outvars else False:
-            lines.append(f"    {outs[0]} = _asarray({args}).reshape({lazy[id(eqn.outvars[0])]})")
-            continue
-        fn = f"f{next(counter)}"
-        impl = eqn.primitive.impl
-        if impl is None:
-            raise NotImplementedError(f"primitive {eqn.primitive.name} has no implementation")
-        namespace[fn] = functools.partial(impl, **eqn.params) if eqn.params else impl
-        call = f"{fn}({args})"
-        if not eqn.primitive.multiple_results:
-            lines.append(f"    {outs[0]} = {call}")
-        elif outs:
-            lines.append(f"    {', '.join(outs)}, = {call}")
-        else:
-            lines.append(f"    {call}")
-    results = []
-    for x in jaxpr.outvars:
-        if type(x) is Literal:  # a constant result: a NumPy value of its type, not a Python one
-            name = f"k{next(counter)}"
-            namespace[name] = np.asarray(x.val, x.aval.dtype)[()]
-            results.append(name)
-        else:
-            results.append(use(x))
-    lines.append(f"    return [{', '.join(results)}]")
-    exec("\n".join(lines), namespace)  # noqa: S102
-    return namespace["run"]
+def _typed_constants(fn: Callable, constant: list, *args: Any) -> list[Any]:
+    outs = list(fn(*args))
+    for k, dtype in constant:
+        outs[k] = np.asarray(outs[k], dtype)[()]
+    return outs
 
 
 # ---------------------------------------------------------------------------
