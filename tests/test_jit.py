@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 import threading
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -567,6 +568,33 @@ def test_source_of_the_gradient_reads_like_numpy(mlp):
     for line in body:
         assert line.startswith(("np.", "return")) or " = " in line, line
     assert ".T" in source  # transposes are views
+
+
+@pytest.mark.parametrize("scipy", [True, False])
+@pytest.mark.parametrize("size", [5, 3000])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_sigmoid_lowerings_are_accurate_and_silent(monkeypatch, scipy, size, dtype):
+    if not scipy:
+        monkeypatch.setattr(codegen, "_expit", lambda: None)
+    x = np.linspace(-1000, 1000, size).astype(dtype)
+    x[:3] = [-50.0, 0.0, 30.0]
+    jf = ft.jit(lambda x: (ft.nn.sigmoid(x), ft.nn.sigmoid(x[0])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning escapes
+        got = jf(x)
+    assert_close(got, (ft.nn.sigmoid(x), ft.nn.sigmoid(x[0])))
+    small = size <= codegen.EXPIT_MAX_SIZE and scipy
+    assert ("expit(a)" in jf.source(x)) == small  # the full-array sigmoid
+
+
+def test_keepdims_reductions_and_weak_scalar_conversions(mlp):
+    source = ft.jit(ft.grad(mlp_loss)).source(*mlp)
+    assert "max(axis=1, keepdims=True)" in source and "sum(axis=1, keepdims=True)" in source
+    jf = ft.jit(lambda x, s: (x - s * x, fnp.asarray(s, np.float64)))
+    out = jf(np.ones(2), 0.25)
+    assert_close(out, (np.full(2, 0.75), np.float64(0.25)))
+    assert type(out[1]) is np.float64
+    assert "np.float64(b)" in jf.source(np.ones(2), 0.25)
 
 
 def test_primitives_without_a_lowering_fall_back_to_their_impl(rng):

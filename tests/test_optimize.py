@@ -135,6 +135,13 @@ SIMPLIFY_CASES = {
     ),
     "integer_pow_one": (lambda x: lax.integer_pow(fnp.sin(x), 1), ["sin"]),
     "select_same": (lambda x: fnp.where(x > 0, fnp.sin(x), fnp.sin(x)), ["sin"]),
+    "broadcast_of_unit_reshape": (
+        lambda x: lax.broadcast_in_dim(
+            fnp.reshape(fnp.sum(x, axis=(1, 2), keepdims=True), (3,)), (3, 2, 2), (0,)
+        )
+        * x,
+        ["reduce_sum", "broadcast_in_dim", "mul"],
+    ),
     "sum_of_broadcast_all": (
         lambda x: fnp.sum(fnp.broadcast_to(fnp.sin(x[0, 0]), (5, 3, 2, 2))),
         ["slice", "reshape", "sin", "reduce_sum", "mul"],

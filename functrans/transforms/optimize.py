@@ -268,7 +268,33 @@ def _simplify_broadcast(eqn, producers):
     dims = eqn.params["broadcast_dimensions"]
     if x.aval.shape == out.aval.shape and dims == tuple(range(len(dims))):
         return _forward(x, out)
+    inner = producers.get(x)
+    if inner is not None and inner.primitive is reshape_p:
+        src = inner.invars[0]
+        new_dims = _unit_reshape_dims(src.aval.shape, x.aval.shape, dims, len(out.aval.shape))
+        if new_dims is not None:
+            params = dict(shape=out.aval.shape, broadcast_dimensions=new_dims)
+            return [_eqn(broadcast_in_dim_p, [src], params, out)]
     return None
+
+
+def _unit_reshape_dims(src_shape, mid_shape, dims, out_rank) -> tuple[int, ...] | None:
+    """Broadcast dimensions for ``src`` when ``mid = reshape(src)`` only adds or drops
+    axes of size 1 and ``mid`` is broadcast with ``dims``; None if there are none."""
+    if [n for n in src_shape if n != 1] != [n for n in mid_shape if n != 1]:
+        return None
+    targets = iter(dims[j] for j, n in enumerate(mid_shape) if n != 1)
+    big = [next(targets) if n != 1 else None for n in src_shape]
+    result, prev = [], -1
+    for i, t in enumerate(big):
+        if t is None:  # a unit axis of src: any free output axis in order will do
+            limit = next((u for u in big[i + 1 :] if u is not None), out_rank)
+            t = prev + 1
+            if t >= limit:
+                return None
+        result.append(t)
+        prev = t
+    return tuple(result)
 
 
 def _simplify_convert(eqn, producers):
