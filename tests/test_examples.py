@@ -84,6 +84,13 @@ def test_train_mlp(tmp_path):
     assert (out_dir / "training.png").exists() == HAVE_MATPLOTLIB
 
 
+def test_train_mlp_defaults_reach_95_percent(tmp_path):
+    out = run("train_mlp.py", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert number_after("final test accuracy:", out) >= 0.95
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert len(list(csv.DictReader(f))) == 40
+
+
 def test_backprop_by_hand(tmp_path):
     out = run("backprop_by_hand.py", cwd=tmp_path)
     assert "(agree)" in out

@@ -120,6 +120,15 @@ def test_a_plain_jaxpr_is_accepted_and_labels_are_escaped():
     assert viz._quote('say "hi"\\n') == '"say \\"hi\\"\\\\n"'
 
 
+def test_outputs_that_are_inputs_or_literals():
+    closed = ft.make_jaxpr(lambda x: (x, 1.0))(np.ones(2))
+    dot = viz.to_dot(closed)
+    ids = {label.split("\\n")[0]: node for node, label in NODE.findall(dot)}
+    edges = set(EDGE.findall(dot))
+    assert (ids["a"], ids["out 0"]) in edges and (ids["1.0"], ids["out 1"]) in edges
+    assert len(NODE.findall(dot)) == expected_counts(closed.jaxpr)[0] == 4
+
+
 def test_errors_name_the_problem():
     closed = ft.make_jaxpr(lambda x: ft.numpy.exp(x))(np.ones(2))
     with pytest.raises(TypeError, match="to_dot: expected a ClosedJaxpr"):
