@@ -29,7 +29,7 @@ from functrans.tree_util import tree_flatten, tree_map
 SETTINGS = dict(
     deadline=None,
     derandomize=True,
-    max_examples=8,
+    max_examples=25,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -173,18 +173,21 @@ def check_case(case, sample, rng, data, grad: bool) -> None:
         assert_close(jitted(*args), expected)
         assert_close(jitted(*args), expected)
     # vmap over a random subset of the arguments (others broadcast), as a loop.
-    lanes = [sample(rng) for _ in range(3)]
+    size = data.draw(st.sampled_from([0, 1, 3]), label="batch size")
+    lanes = [sample(rng) for _ in range(max(size, 1))]
     mapped = data.draw(st.lists(st.booleans(), min_size=len(args), max_size=len(args)))
     if not any(mapped):
         mapped[0] = True
     in_axes = tuple(0 if m else None for m in mapped)
     batched = [
-        np.stack([lane[k] for lane in lanes]) if m else args[k] for k, m in enumerate(mapped)
+        np.stack([lane[k] for lane in lanes])[:size] if m else args[k] for k, m in enumerate(mapped)
     ]
     per_lane = [
-        oracle(*[lanes[b][k] if m else args[k] for k, m in enumerate(mapped)]) for b in range(3)
+        oracle(*[lanes[b][k] if m else args[k] for k, m in enumerate(mapped)])
+        for b in range(max(size, 1))
     ]
-    assert_close(ft.vmap(fun, in_axes=in_axes)(*batched), stack_lanes(per_lane))
+    expected = tree_map(lambda x: x[:size], stack_lanes(per_lane))
+    assert_close(ft.vmap(fun, in_axes=in_axes)(*batched), expected)
     check_grads(fun, args, modes=("fwd", "rev") if grad else ("fwd",))
     typecheck_jaxpr(ft.make_jaxpr(fun)(*args).jaxpr)
 

@@ -319,6 +319,8 @@ def _while_batch(vals, dims, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_ncons
         return outs, [0 if b else None for b in carry_b]
     # A batched predicate: loop while any element is still running; finished elements
     # keep their carry (the body's result is discarded for them).
+    if size == 0:
+        return carry, [0] * len(carry)
     nc, nb = cond_nconsts, body_nconsts
 
     def any_running(*args: Any) -> list[Any]:
