@@ -289,13 +289,16 @@ def _cond_reverse(parent, primals, positions, params):
     out_avals = [a.strip_weak_type() for a in branches[0].out_avals]
     ct_mask = [is_float(a) for a in out_avals]
 
+    vjp_branches: list[ClosedJaxpr] = []  # built on first use
+
     def backward(cts):
         if not any(diff):
             return [None] * len(positions)
         cts = [instantiate(c, a) for c, a, m in zip(cts, out_avals, ct_mask, strict=True) if m]
         # The branch taken is re-run in the backward pass (its operands are the residuals).
-        vjp_branches = tuple(vjp_jaxpr(b, diff, ct_mask, "cond") for b in branches)
-        grads = iter(cond_p.bind(index, *ops, *cts, branches=vjp_branches))
+        if not vjp_branches:
+            vjp_branches.extend(vjp_jaxpr(b, diff, ct_mask, "cond") for b in branches)
+        grads = iter(cond_p.bind(index, *ops, *cts, branches=tuple(vjp_branches)))
         full = [None] + [next(grads) if d else None for d in diff]
         return [full[p] for p in positions]
 

@@ -379,6 +379,7 @@ def _scan_reverse(parent, primals, positions, params):
     xs_vals = [primals[n_c + n_k + j] for j in from_xs]
 
     stacked_avals = [ShapedArray((length, *a.shape), a.dtype) for a in out_avals[n_k:]]
+    body_box: list[ClosedJaxpr] = []  # the backward body, built on first use
 
     def backward(cts):
         ct_carry = [instantiate(cts[k], out_avals[k]) for k in range(n_k) if tracked[n_c + k]]
@@ -386,16 +387,19 @@ def _scan_reverse(parent, primals, positions, params):
             instantiate(cts[n_k + j], stacked_avals[j]) for j in range(n_y) if ct_mask[n_k + j]
         ]
         acc = [zeros(in_avals[i]) for i in range(n_c) if tracked[i]]
-        body = _backward_body(
-            parts.bwd,
-            kinds,
-            [v.aval for v in invariant],
-            [get_aval(a) for a in acc],
-            [out_avals[k] for k in range(n_k) if tracked[n_c + k]],
-            [v.aval for v in stacked],
-            [fwd.invars[n_c + n_k + j].aval for j in from_xs],
-            [out_avals[n_k + j] for j in range(n_y) if ct_mask[n_k + j]],
-        )
+        if not body_box:
+            body_box.append(
+                _backward_body(
+                    parts.bwd,
+                    kinds,
+                    [v.aval for v in invariant],
+                    [get_aval(a) for a in acc],
+                    [out_avals[k] for k in range(n_k) if tracked[n_c + k]],
+                    [v.aval for v in stacked],
+                    [fwd.invars[n_c + n_k + j].aval for j in from_xs],
+                    [out_avals[n_k + j] for j in range(n_y) if ct_mask[n_k + j]],
+                )
+            )
         outs = scan_p.bind(
             *invariant_vals,
             *acc,
@@ -403,7 +407,7 @@ def _scan_reverse(parent, primals, positions, params):
             *stacked_vals,
             *xs_vals,
             *ct_ys,
-            jaxpr=body,
+            jaxpr=body_box[0],
             num_consts=len(invariant_vals),
             num_carry=len(acc) + len(ct_carry),
             length=length,
