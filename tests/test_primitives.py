@@ -556,6 +556,38 @@ def test_vmap_matches_a_loop(name, data):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, err_msg=f"{in_axes}")
 
 
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=10, **SETTINGS)
+@given(data=st.data())
+def test_vmap_of_the_derivative_rules_matches_a_loop(name, data):
+    """The JVP and VJP rules are batched too (per-example derivatives)."""
+    rec = RECORDS[name]
+    case = data.draw(rec.cases, label="case")
+    rng = rng_from(data)
+    f = applied(rec.prim, case.params)
+    examples = [case.sample(rng) for _ in range(3)]
+    floats = [i for i, x in enumerate(examples[0]) if x.dtype.kind == "f"]
+    out = np.asarray(f(*examples[0]))
+    if not floats or out.dtype.kind != "f":
+        return
+    ops = [np.stack([ex[i] for ex in examples]) for i in range(len(examples[0]))]
+    tangents = [rng.standard_normal(ops[i].shape) for i in floats]
+    cotangent = rng.standard_normal((3, *out.shape))
+
+    def derivatives(ops, tangents, cotangent):
+        restricted = lambda *fl: f(*_with(ops, floats, fl))
+        primals = [ops[i] for i in floats]
+        _, t = ft.jvp(restricted, primals, tangents)
+        return t, ft.vjp(restricted, *primals)[1](cotangent)
+
+    got = ft.vmap(derivatives)(ops, tangents, cotangent)
+    for b in range(3):
+        expected = derivatives([o[b] for o in ops], [t[b] for t in tangents], cotangent[b])
+        np.testing.assert_allclose(got[0][b], expected[0], rtol=1e-12, atol=1e-12)
+        for g, e in zip(got[1], expected[1], strict=True):
+            np.testing.assert_allclose(g[b], e, rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------
 # vmap adds no per-example work: the same program for every batch size
 # ---------------------------------------------------------------------------
