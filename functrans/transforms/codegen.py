@@ -39,6 +39,8 @@ import itertools
 import keyword
 import linecache
 import math
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -49,7 +51,15 @@ from functrans.core import Primitive
 from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
 from functrans.transforms.custom import custom_jvp_call_p, custom_vjp_call_p
 
-__all__ = ["CALLS", "LOWERINGS", "Compiled", "Lowering", "compile_jaxpr", "lowered_primitives"]
+__all__ = [
+    "CALLS",
+    "LOWERINGS",
+    "Compiled",
+    "Lowering",
+    "compile_jaxpr",
+    "compiled",
+    "lowered_primitives",
+]
 
 # Call primitives whose bodies code generation inlines (primitive -> param holding
 # the ClosedJaxpr). ``jit`` adds its own primitive.
@@ -621,3 +631,17 @@ def compile_jaxpr(closed: ClosedJaxpr, fn_name: str = "jitted") -> Compiled:
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(code, emitter.namespace)
     return Compiled(emitter.namespace[fn_name], source, frozenset(emitter.fallbacks))
+
+
+_cache: weakref.WeakKeyDictionary[ClosedJaxpr, Compiled] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def compiled(closed: ClosedJaxpr) -> Compiled:
+    """``compile_jaxpr(closed)``, once per ``ClosedJaxpr`` (for as long as it lives)."""
+    result = _cache.get(closed)
+    if result is None:
+        result = compile_jaxpr(closed)
+        with _cache_lock:
+            result = _cache.setdefault(closed, result)
+    return result

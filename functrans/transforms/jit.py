@@ -30,7 +30,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from functrans.config import config
-from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval, new_trace
+from functrans.core import (
+    EVAL_TRACE,
+    Primitive,
+    ShapedArray,
+    Tracer,
+    Zero,
+    call_with_trace,
+    get_aval,
+    new_trace,
+)
 from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr
 from functrans.primitives import add_p
 from functrans.transforms import codegen
@@ -50,8 +59,8 @@ codegen.CALLS[jit_p] = "jaxpr"
 
 
 # ---------------------------------------------------------------------------
-# Jaxprs derived from a jit jaxpr (compiled code, JVP, batched, VJP split), cached
-# per ClosedJaxpr for as long as it lives
+# Jaxprs derived from a jit jaxpr (JVP, batched, VJP split), cached per ClosedJaxpr
+# for as long as it lives
 # ---------------------------------------------------------------------------
 
 _derived: weakref.WeakKeyDictionary[ClosedJaxpr, dict] = weakref.WeakKeyDictionary()
@@ -74,15 +83,17 @@ def _cached(closed: ClosedJaxpr, key: Any, build: Callable[[], Any]) -> Any:
         return value
 
 
-def compiled(closed: ClosedJaxpr) -> codegen.Compiled:
-    """The compiled form of a jaxpr (cached)."""
-    return _cached(closed, "compiled", lambda: codegen.compile_jaxpr(closed))
+def _trace_derived(fun: Callable, avals: Sequence[ShapedArray], name: str):
+    """Trace a function a rule builds over a jit jaxpr. It sees only its arguments and
+    concrete constants, so it is staged on top of evaluation, away from whatever
+    transforms are active."""
+    jaxpr, consts = call_with_trace(EVAL_TRACE, trace_to_jaxpr, fun, list(avals), name)
+    assert not any(isinstance(c, Tracer) for c in consts), "a rule's jaxpr captured a tracer"
+    return jaxpr, consts
 
 
 def _stage(fun: Callable, avals: Sequence[ShapedArray], name: str) -> ClosedJaxpr:
-    """Trace ``fun`` for a rule. Its consts are concrete: every input is staged."""
-    jaxpr, consts = trace_to_jaxpr(fun, avals, name)
-    assert not any(isinstance(c, Tracer) for c in consts), "a rule's jaxpr captured a tracer"
+    jaxpr, consts = _trace_derived(fun, avals, name)
     closed = inline_calls(ClosedJaxpr(jaxpr, consts), _INLINE)
     return optimize(closed) if config.jit_optimize else closed
 
@@ -94,7 +105,7 @@ def _stage(fun: Callable, avals: Sequence[ShapedArray], name: str) -> ClosedJaxp
 
 @jit_p.def_impl
 def _jit_impl(*args: Any, jaxpr: ClosedJaxpr, name: str) -> tuple:
-    return compiled(jaxpr).fn(*args)
+    return codegen.compiled(jaxpr).fn(*args)
 
 
 @jit_p.def_abstract_eval
@@ -220,7 +231,7 @@ def _vjp_split(closed: ClosedJaxpr, positions: tuple[int, ...], name: str) -> _V
                        for o in outs]
         return primal_outs + [c for c in in_cts if c is not None]
 
-    jaxpr, consts = trace_to_jaxpr(vjp_fun, [*in_avals, *ct_avals], f"vjp({name})")
+    jaxpr, consts = _trace_derived(vjp_fun, [*in_avals, *ct_avals], f"vjp({name})")
     ct_nonzero = box[0]
     unknown_ins = [False] * n_in + [True] * len(ct_avals)
     unknown_outs = [False] * len(out_avals) + [True] * sum(ct_nonzero)
@@ -535,7 +546,7 @@ class Jitted:
         return entry, extra
 
     def _compile(self, entry: _Entry) -> Callable[..., tuple]:
-        entry.fn = compiled(entry.closed).fn
+        entry.fn = codegen.compiled(entry.closed).fn
         return entry.fn
 
     # --- introspection ----------------------------------------------------------------
@@ -561,7 +572,7 @@ class Jitted:
                 f"jit({self._name}).source: the function closes over traced values of an "
                 "enclosing transform, so it has no standalone compiled form"
             )
-        return compiled(entry.closed).source
+        return codegen.compiled(entry.closed).source
 
     def __repr__(self) -> str:
         return f"<jit({self._name})>"
