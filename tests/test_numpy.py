@@ -1130,25 +1130,16 @@ def test_integer_power_errors_and_dtypes():
 
 
 # ---------------------------------------------------------------------------
-# Known bugs in other modules (minimal reproductions; xfail until fixed)
+# Regressions: the var() method on staged tracers, small-integer reductions
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="staging.JaxprTracer stores its IR variable in a slot named `var`, "
-    "which shadows the x.var() array method",
-    raises=TypeError,
-)
 def test_var_method_on_tracers():
     x = np.arange(6.0).reshape(2, 3)
     closed = ft.make_jaxpr(lambda x: x.var(axis=0))(x)
     np.testing.assert_allclose(closed(x)[0], x.var(axis=0))
 
 
-@pytest.mark.xfail(
-    reason="reduce_sum/reduce_prod impls return int64 for int32 operands while "
-    "their shape rule says int32"
-)
 def test_reduce_sum_impl_keeps_small_int_dtypes():
     from functrans import lax
 

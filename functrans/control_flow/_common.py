@@ -423,7 +423,7 @@ class BackwardTrace(DynamicJaxprTrace):
             outs = [JaxprTracer(self, a) for a in out_avals]
         else:
             outs = [JaxprTracer(self, out_avals)]
-        self.eqns.append(JaxprEqn(prim, invars, [t.var for t in outs], params))
+        self.eqns.append(JaxprEqn(prim, invars, [t.ir_var for t in outs], params))
         return outs if prim.multiple_results else outs[0]
 
 

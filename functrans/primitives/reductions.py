@@ -46,9 +46,12 @@ def expand_reduced(y: Any, x_shape: tuple[int, ...], axes: tuple[int, ...]) -> A
     return broadcast_in_dim(y, x_shape, _kept_dims(len(x_shape), axes))
 
 
-def _reduction(name: str, impl: Any) -> Primitive:
+def _reduction(name: str, impl: Any, keep_dtype: bool = False) -> Primitive:
     prim = Primitive(name)
-    prim.def_impl(lambda x, *, axes: impl(x, axis=axes))
+    if keep_dtype:  # np.sum and np.prod widen small integers; the shape rule does not
+        prim.def_impl(lambda x, *, axes: impl(x, axis=axes, dtype=x.dtype))
+    else:
+        prim.def_impl(lambda x, *, axes: impl(x, axis=axes))
 
     @prim.def_abstract_eval
     def _abstract_eval(x, *, axes):
@@ -71,7 +74,7 @@ def _normalize_axes(axes: Sequence[int]) -> tuple[int, ...]:
 
 # --- reduce_sum ---------------------------------------------------------------------------
 
-reduce_sum_p = _reduction("reduce_sum", np.sum)
+reduce_sum_p = _reduction("reduce_sum", np.sum, keep_dtype=True)
 
 
 def reduce_sum(x: Any, axes: Sequence[int]) -> Any:
@@ -135,7 +138,7 @@ def reduce_min(x: Any, axes: Sequence[int]) -> Any:
 
 # --- reduce_prod ---------------------------------------------------------------------------
 
-reduce_prod_p = _reduction("reduce_prod", np.prod)
+reduce_prod_p = _reduction("reduce_prod", np.prod, keep_dtype=True)
 
 
 def reduce_prod(x: Any, axes: Sequence[int]) -> Any:

@@ -31,12 +31,13 @@ __all__ = ["DynamicJaxprTrace", "make_jaxpr", "trace_to_jaxpr"]
 
 
 class JaxprTracer(Tracer):
-    __slots__ = ("aval", "var")
+    __slots__ = ("aval", "ir_var")
 
     def __init__(self, trace: DynamicJaxprTrace, aval: ShapedArray):
         self._trace = trace
         self.aval = aval
-        self.var = Var(aval)
+        # Not ``var``: that name is the array method ``x.var()``.
+        self.ir_var = Var(aval)
 
 
 def _is_literal(x: Any) -> bool:
@@ -61,12 +62,12 @@ class DynamicJaxprTrace(Trace):
 
     def new_arg(self, aval: ShapedArray) -> JaxprTracer:
         tracer = JaxprTracer(self, aval)
-        self.invars.append(tracer.var)
+        self.invars.append(tracer.ir_var)
         return tracer
 
     def _atom(self, x: Any) -> Var | Literal:
         if type(x) is JaxprTracer and x._trace is self:
-            return x.var
+            return x.ir_var
         if _is_literal(x):
             if isinstance(x, np.ndarray):
                 x = x[()]
@@ -90,7 +91,7 @@ class DynamicJaxprTrace(Trace):
             outs = [JaxprTracer(self, a) for a in out_avals]
         else:
             outs = [JaxprTracer(self, out_avals)]
-        self.eqns.append(JaxprEqn(prim, invars, [t.var for t in outs], params))
+        self.eqns.append(JaxprEqn(prim, invars, [t.ir_var for t in outs], params))
         return outs if prim.multiple_results else outs[0]
 
     def concretize(self, tracer: Tracer, conversion: str) -> Any:
