@@ -483,6 +483,33 @@ def test_custom_jvp_makes_a_stable_derivative():
     np.testing.assert_allclose(g, [sigmoid(10.0), 1.0, 1.0])
 
 
+def test_custom_rules_closing_over_a_differentiated_value_are_a_clear_error():
+    def with_custom_vjp(w, x):
+        @ft.custom_vjp
+        def scale(x):
+            return x * w
+
+        scale.defvjp(lambda x: (x * w, None), lambda _, g: (g * w,))
+        return fnp.sum(scale(x))
+
+    def with_custom_jvp(w, x):
+        @ft.custom_jvp
+        def scale(x):
+            return x * w
+
+        scale.defjvp(lambda p, t: (p[0] * w, t[0] * w))
+        return fnp.sum(scale(x))
+
+    for f in (with_custom_vjp, with_custom_jvp):
+        with pytest.raises(TypeError, match="closes over a value that is being differentiated"):
+            ft.grad(f, argnums=(0, 1))(2.0, X)
+    with pytest.raises(TypeError, match="as an argument"):
+        ft.jvp(with_custom_jvp, (2.0, X), (1.0, np.zeros(3)))
+    # Closing over a value that is not differentiated is fine.
+    np.testing.assert_allclose(ft.grad(with_custom_vjp, argnums=1)(2.0, X), 2.0 * np.ones(3))
+    np.testing.assert_allclose(ft.grad(with_custom_jvp, argnums=1)(2.0, X), 2.0 * np.ones(3))
+
+
 # ---------------------------------------------------------------------------
 # stop_gradient, leaked tracers, the staged gradient
 # ---------------------------------------------------------------------------

@@ -90,6 +90,17 @@ def _def_call_primitive(name: str) -> Primitive:
     return prim
 
 
+def _check_no_differentiated_closure(kind: str, name: str, closed_over: bool) -> None:
+    # A closed-over value reaches the call as a const; the user's rule only produces
+    # derivatives for the function's arguments, so a derivative with respect to it
+    # would be silently lost (or the rule would use a dead tracer).
+    if closed_over:
+        raise TypeError(
+            f"{kind}: {name} closes over a value that is being differentiated; the rule "
+            f"gives no derivative for it. Pass the value to {name} as an argument instead."
+        )
+
+
 def _any_tracer(leaves: Sequence[Any]) -> bool:
     return any(isinstance(x, Tracer) for x in leaves)
 
@@ -113,6 +124,8 @@ def _custom_vjp_jvp(primals, tangents, *, call_jaxpr, **_):
 
 def _custom_vjp_reverse(parent, primals, positions, params):
     num_consts, in_tree, out_tree = params["num_consts"], params["in_tree"], params["out_tree"]
+    closed_over = any(i < num_consts for i in positions)
+    _check_no_differentiated_closure("custom_vjp", params["name"], closed_over)
     args = tree_unflatten(in_tree, primals[num_consts:])
     fwd, bwd = params["fwd"], params["bwd"]
     result = call_with_trace(parent, fwd, *args)
@@ -223,6 +236,8 @@ def _custom_jvp_reverse(parent, primals, positions, params):
     from functrans.transforms.ad import _vjp_flat
 
     num_consts, in_tree = params["num_consts"], params["in_tree"]
+    closed_over = any(i < num_consts for i in positions)
+    _check_no_differentiated_closure("custom_jvp", params["name"], closed_over)
     outs = call_with_trace(parent, _eval_call, params["call_jaxpr"], *primals)
     args = primals[num_consts:]
 
@@ -245,7 +260,13 @@ def _custom_jvp_reverse(parent, primals, positions, params):
     return outs, backward
 
 
-custom_jvp_call_p.def_jvp(_custom_jvp_jvp)
+def _custom_jvp_rule(primals, tangents, **params):
+    closed_over = any(type(t) is not Zero for t in tangents[: params["num_consts"]])
+    _check_no_differentiated_closure("custom_jvp", params["name"], closed_over)
+    return _custom_jvp_jvp(primals, tangents, **params)
+
+
+custom_jvp_call_p.def_jvp(_custom_jvp_rule)
 custom_jvp_call_p.reverse = _custom_jvp_reverse
 
 
