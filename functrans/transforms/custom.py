@@ -65,7 +65,8 @@ def _jvp_inline(call_jaxpr, primals, tangents):
     """Forward mode through the call's own program (its implementation)."""
     from functrans.transforms.ad import _jvp_flat
 
-    return _jvp_flat(functools.partial(_eval_call, call_jaxpr), list(primals), list(tangents), "jvp")
+    call = functools.partial(_eval_call, call_jaxpr)
+    return _jvp_flat(call, list(primals), list(tangents), "jvp")
 
 
 def _batch_inline(call_jaxpr, vals, dims):
@@ -73,7 +74,8 @@ def _batch_inline(call_jaxpr, vals, dims):
 
     size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
     with new_trace(BatchTrace, "vmap", axis_size=size) as trace:
-        ins = [v if d is None else BatchTracer(trace, v, d) for v, d in zip(vals, dims, strict=True)]
+        pairs = zip(vals, dims, strict=True)
+        ins = [v if d is None else BatchTracer(trace, v, d) for v, d in pairs]
         outs = _eval_call(call_jaxpr, *ins)
         results = [
             (o.val, o.bdim) if type(o) is BatchTracer and o._trace is trace else (o, None)
@@ -235,7 +237,7 @@ def _custom_jvp_jvp(primals, tangents, *, num_consts, jvp, in_tree, out_tree, na
 def _custom_jvp_reverse(parent, primals, positions, params):
     from functrans.transforms.ad import _vjp_flat
 
-    num_consts, in_tree = params["num_consts"], params["in_tree"]
+    num_consts = params["num_consts"]
     closed_over = any(i < num_consts for i in positions)
     _check_no_differentiated_closure("custom_jvp", params["name"], closed_over)
     outs = call_with_trace(parent, _eval_call, params["call_jaxpr"], *primals)
