@@ -597,6 +597,16 @@ def test_keepdims_reductions_and_weak_scalar_conversions(mlp):
     assert "np.float64(b)" in jf.source(np.ones(2), 0.25)
 
 
+def test_a_buffer_passed_to_an_impl_is_never_reused(rng):
+    def f(x):
+        t = fnp.exp(x)
+        y = lax.cond(True, lambda v: v, lambda v: -v, t)  # the impl may return t itself
+        return y, fnp.sin(x) * 2.0  # the temporaries here must not overwrite t
+
+    x = rng.normal(size=100)
+    assert_close(ft.jit(f)(x), (np.exp(x), np.sin(x) * 2.0))
+
+
 def test_primitives_without_a_lowering_fall_back_to_their_impl(rng):
     lowered = codegen.lowered_primitives()
     missing = sorted(p.name for p in all_primitives() if p not in lowered)

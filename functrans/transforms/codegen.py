@@ -523,7 +523,8 @@ class _Emitter:
         # off.
         (x,) = self.operands(eqn, False)
         (out,) = eqn.outvars
-        if out.aval.size <= EXPIT_MAX_SIZE and _expit() is not None:
+        small = out.aval.size <= EXPIT_MAX_SIZE and out.aval.dtype.name in ("float32", "float64")
+        if small and _expit() is not None:
             self.namespace["expit"] = _expit()
             self.lines.append(f"{self.bind(out)} = expit({x})")
             if out.aval.ndim:
@@ -576,6 +577,9 @@ class _Emitter:
         args = [
             self.literal(a, False) if type(a) is Literal else self.full(a) for a in eqn.invars
         ]
+        for a in eqn.invars:  # an impl may return its operand itself: never reuse it
+            if type(a) is Var:
+                self.pinned.add(self.owner(a))
         outs = ", ".join(self.bind(v) for v in eqn.outvars)
         if prim.multiple_results:
             outs += "," if len(eqn.outvars) == 1 else ""

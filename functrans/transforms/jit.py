@@ -349,14 +349,13 @@ class _Entry:
     """One cached signature: the optimized jaxpr, the output structure and, once it
     has run on concrete arrays, the compiled function."""
 
-    __slots__ = ("closed", "out_tree", "fn", "unflatten", "signature")
+    __slots__ = ("closed", "out_tree", "fn", "unflatten")
 
-    def __init__(self, closed: ClosedJaxpr, out_tree: PyTreeDef, signature: dict[str, str]):
+    def __init__(self, closed: ClosedJaxpr, out_tree: PyTreeDef):
         self.closed = closed
         self.out_tree = out_tree
         self.fn: Callable[..., tuple] | None = None
         self.unflatten = _unflattener(out_tree)
-        self.signature = signature
 
 
 # ---------------------------------------------------------------------------
@@ -389,7 +388,7 @@ class Jitted:
         self._misses = 0
         self._trace_lock = threading.RLock()
         self._count_lock = threading.Lock()
-        self._last_signature: dict[str, str] | None = None
+        self._last_signature: dict[str, str] | None = None  # of the last logged compile
 
     # --- calling ----------------------------------------------------------------------
 
@@ -454,8 +453,7 @@ class Jitted:
         return tuple(key), leaves, statics
 
     def _split(self, args: tuple, kwargs: dict) -> tuple[list, dict, tuple]:
-        n = len(args)
-        static_pos = {i % n for i in self._static_argnums if -n <= i < n}
+        static_pos = self._static_positions(len(args))
         dyn_args, statics = [], []
         for i, a in enumerate(args):
             if i in static_pos:
@@ -503,9 +501,8 @@ class Jitted:
     def _trace(self, key, args, kwargs, leaves, statics) -> tuple[_Entry, list]:
         if statics is None:
             statics = ()
-        signature = self._describe(args, kwargs, leaves, statics)
         if config.log_compiles:
-            self._log_compile(signature)
+            self._log_compile(self._describe(args, kwargs, leaves, statics))
         static_pos = {s[0]: s[1][1] for s in statics if isinstance(s[0], int)}
         static_kw = {s[0]: s[1][1] for s in statics if isinstance(s[0], str)}
         dyn_args = [a for i, a in enumerate(args) if i not in static_pos]
@@ -537,12 +534,11 @@ class Jitted:
         closed = inline_calls(ClosedJaxpr(jaxpr, consts), _INLINE)
         if config.jit_optimize:
             closed = optimize(closed)
-        entry = _Entry(closed, out_trees[0], signature)
+        entry = _Entry(closed, out_trees[0])
         with self._count_lock:
             self._misses += 1
         if not extra:
             self._cache[key] = entry
-        self._last_signature = signature
         return entry, extra
 
     def _compile(self, entry: _Entry) -> Callable[..., tuple]:
@@ -634,7 +630,7 @@ class Jitted:
         return desc
 
     def _log_compile(self, signature: dict[str, str]) -> None:
-        previous = self._last_signature
+        previous, self._last_signature = self._last_signature, signature
         if previous is None:
             logger.warning("Compiling jit(%s) for %s", self._name, _fmt(signature))
             return
