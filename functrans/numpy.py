@@ -594,11 +594,11 @@ def _static_int(x: Any) -> int | None:
 @_numpy_api(np.power)
 def power(x1, x2):
     """Elementwise ``x1 ** x2``. A concrete integer exponent is an ``integer_pow``."""
+    n = _static_int(x2)  # before promotion turns a Python int into a float
     x1, x2 = _promote("power", x1, x2)
     if get_aval(x1).dtype == np.bool_:  # NumPy has no boolean power loop: it uses int8
         x1, x2 = (_convert(v, np.dtype(np.int8)) for v in (x1, x2))
     kind = get_aval(x1).dtype.kind
-    n = _static_int(x2)
     if n is not None:
         if n < 0 and kind in "iu":
             raise ValueError(

@@ -1129,6 +1129,12 @@ def test_integer_power_errors_and_dtypes():
     assert got.dtype == np.int32 and (got == x**e).all()
 
 
+def test_python_int_exponent_of_a_float_is_integer_pow():
+    closed = ft.make_jaxpr(lambda x: x**2)(np.ones(2))
+    assert [e.primitive.name for e in closed.eqns] == ["integer_pow"]
+    assert closed.eqns[0].params == {"y": 2}
+
+
 # ---------------------------------------------------------------------------
 # Regressions: the var() method on staged tracers, small-integer reductions
 # ---------------------------------------------------------------------------
