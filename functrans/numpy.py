@@ -418,11 +418,21 @@ def astype(x, dtype, /, *, copy=True):
     return _convert(_as_array("astype", x, (0, "x")), np.dtype(dtype))
 
 
+def _concrete_arg(a: Any) -> Any:
+    """A traced size or bound as a Python number (a ConcretizationTypeError under jit)."""
+    if isinstance(a, (tuple, list)):
+        return type(a)(_concrete_arg(x) for x in a)
+    if isinstance(a, Tracer):
+        return operator.index(a) if a.dtype.kind in "biu" else float(a)
+    return a
+
+
 def _plain(numpy_fun):
     """A creation function with no traced inputs: NumPy's, with our error messages."""
 
     def traced(*args, **kwargs):
-        return numpy_fun(*args, **kwargs)
+        # Reached only when an argument is traced: it must have a concrete value.
+        return numpy_fun(*[_concrete_arg(a) for a in args], **kwargs)
 
     _rename(traced, numpy_fun.__name__)
     traced.__doc__ = f"``numpy.{numpy_fun.__name__}`` (shape arguments must be static)."
@@ -827,6 +837,8 @@ def _resolve_shape(name: str, old: tuple[int, ...], new: Any) -> tuple[int, ...]
     new = (new,) if isinstance(new, (int, np.integer)) else tuple(new)
     try:
         new = tuple(operator.index(n) for n in new)
+    except ConcretizationTypeError:
+        raise  # a traced size: the error explains static_argnums
     except TypeError:
         raise TypeError(f"{name}: the new shape must be a tuple of ints, got {new}") from None
     size = math.prod(old)

@@ -263,6 +263,10 @@ def test_non_array_arguments_and_outputs_are_type_errors():
         (lambda x: x * int(x), "int()"),
         (lambda x: x * float(x), "float()"),
         (lambda n: fnp.ones((n, 2)), "index()"),  # a traced value used as a shape
+        (lambda n: fnp.zeros(n), "index()"),
+        (lambda n: fnp.reshape(fnp.ones(4), (n, -1)), "index()"),
+        (lambda n: fnp.ones(4).reshape(n, 2), "index()"),
+        (lambda n: fnp.arange(n), "index()"),
         (lambda n: fnp.arange(6.0)[:n], "index()"),
     ],
 )
