@@ -154,7 +154,7 @@ RECORDS = {
 
 
 @pytest.mark.parametrize("name", list(RECORDS))
-@settings(max_examples=8, **SETTINGS)
+@settings(max_examples=20, **SETTINGS)
 @given(data=st.data())
 def test_jit_equals_eager(name, data):
     fun, shapes_strategy, domain, dtypes = RECORDS[name]

@@ -96,6 +96,21 @@ def test_cse_tells_literals_apart_and_skips_unhashable_params(rng):
     assert len(opt.cse(jaxpr).eqns) == 2  # a list param: never merged, no error
 
 
+def test_compose_broadcasts_makes_one_broadcast(rng):
+    def f(b, m):
+        inner = lax.broadcast_in_dim(b, (3, 1), (0,))  # b[:, None]
+        return lax.broadcast_in_dim(inner, (2, 3, 4), (1, 2)) * m
+
+    b, m = rng.normal(size=3), rng.normal(size=(2, 3, 4))
+    with ft.config.override("jit_optimize", False):
+        before = ft.make_jaxpr(lambda b, m: ft.jit(f)(b, m))(b, m).eqns[0].params["jaxpr"]
+    assert prims(before) == ["broadcast_in_dim", "broadcast_in_dim", "mul"]
+    after = with_jaxpr(before, opt.dce(opt.compose_broadcasts(before.jaxpr)))
+    assert prims(after) == ["broadcast_in_dim", "mul"]
+    assert after.eqns[0].params["broadcast_dimensions"] == (1,)
+    check_pass(before, after, b, m)
+
+
 # ---------------------------------------------------------------------------
 # simplify: what autodiff and vmap emit
 # ---------------------------------------------------------------------------
@@ -354,7 +369,7 @@ def build(steps):
     return f
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(programs(), st.integers(0, 2**16))
 def test_optimize_preserves_values_and_derivatives(steps, seed):
     rng = np.random.default_rng(seed)
