@@ -310,30 +310,44 @@ def _flatten_fast(xs: Sequence[Any], leaves: list, key: list) -> int:
 
 def _unflattener(tree: PyTreeDef) -> Callable[[tuple], Any] | None:
     """A function from the compiled function's output tuple to the output pytree
-    (``None``: the tuple itself is the output)."""
+    (``None``: the tuple itself is the output). Tuples, lists, dicts, namedtuples and
+    None are built by one generated expression; dict keys and namedtuple classes are
+    bound as constants (no user text goes into the source)."""
     if tree.node_type is None:
         return operator.itemgetter(0)
     if tree.node_type is tuple and all(c.node_type is None for c in tree.children):
         return None
     counter = iter(range(tree.num_leaves))
+    constants: dict[str, Any] = {}
+
+    def constant(value: Any) -> str:
+        name = f"c{len(constants)}"
+        constants[name] = value
+        return name
 
     def expr(t: PyTreeDef) -> str | None:
         if t.node_type is None:
             return f"t[{next(counter)}]"
         if t.node_type is type(None):
             return "None"
-        if t.node_type not in (tuple, list):
-            return None
         parts = [expr(c) for c in t.children]
         if any(p is None for p in parts):
             return None
-        inner = ", ".join(parts) + ("," if t.node_type is tuple and len(parts) == 1 else "")
-        return f"({inner})" if t.node_type is tuple else f"[{inner}]"
+        inner = ", ".join(parts) + ("," if len(parts) == 1 else "")
+        if t.node_type is tuple:
+            return f"({inner})"
+        if t.node_type is list:
+            return f"[{inner}]"
+        if t.node_type is dict:
+            return f"dict(zip({constant(t.aux)}, ({inner})))"
+        if issubclass(t.node_type, tuple) and hasattr(t.node_type, "_fields"):
+            return f"{constant(t.node_type)}({inner})"
+        return None  # a registered class: its own unflatten function
 
     source = expr(tree)
     if source is None:
         return functools.partial(tree_unflatten, tree)
-    return eval(f"lambda t: {source}", {})  # built from tuple/list structure only
+    return eval(f"lambda t: {source}", constants)
 
 
 class CacheInfo(NamedTuple):
