@@ -46,8 +46,9 @@ def time_per_call(fun: Callable[[], object], min_time: float = 0.05) -> float:
         number *= 2 if elapsed < min_time / 4 else 1 + int(min_time / max(elapsed, 1e-9))
 
 
-def compare(candidates: dict[str, Callable[[], object]], repeats: int = 7,
-            min_time: float = 0.05) -> dict[str, float]:
+def compare(
+    candidates: dict[str, Callable[[], object]], repeats: int = 7, min_time: float = 0.05
+) -> dict[str, float]:
     """Median seconds per call of each candidate, measured in interleaved rounds."""
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
@@ -56,8 +57,9 @@ def compare(candidates: dict[str, Callable[[], object]], repeats: int = 7,
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
-def print_table(title: str, times: dict[str, float], baseline: str, unit: float = 1e-6,
-                unit_name: str = "us") -> None:
+def print_table(
+    title: str, times: dict[str, float], baseline: str, unit: float = 1e-6, unit_name: str = "us"
+) -> None:
     base = times[baseline]
     print(f"\n## {title}")
     print(f"| candidate | time ({unit_name}) | ratio to {baseline} |")

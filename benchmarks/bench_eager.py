@@ -25,7 +25,7 @@ CHAIN = 100
 
 def chain(mod, x):
     # 100 cheap elementwise ops, alternating so nothing cancels.
-    for i in range(CHAIN // 4):
+    for _i in range(CHAIN // 4):
         x = mod.sin(x)
         x = mod.multiply(x, 1.01)
         x = mod.add(x, 0.5)
@@ -56,7 +56,7 @@ def main() -> None:
     for length in (1_000, 10_000):
 
         def long_chain(x, n=length):
-            for i in range(n // 2):
+            for _i in range(n // 2):
                 x = fnp.sin(x)
                 x = x * 1.01
             return x

@@ -48,7 +48,10 @@ def chain_grad_bench() -> None:
         return g
 
     np.testing.assert_allclose(ft.grad(lambda v: chain(fnp, v))(x), hand_grad(x), rtol=1e-10)
-    candidates = {"hand numpy": lambda: hand_grad(x), "ft.grad": lambda: ft.grad(lambda v: chain(fnp, v))(x)}
+    candidates = {
+        "hand numpy": lambda: hand_grad(x),
+        "ft.grad": lambda: ft.grad(lambda v: chain(fnp, v))(x),
+    }
     try:
         import autograd
         import autograd.numpy as anp

@@ -157,9 +157,7 @@ def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence[Any], *args: Any) -> list[Any]:
     if len(args) != len(jaxpr.invars):
         raise TypeError(f"eval_jaxpr: expected {len(jaxpr.invars)} arguments, got {len(args)}")
     if len(consts) != len(jaxpr.constvars):
-        raise TypeError(
-            f"eval_jaxpr: expected {len(jaxpr.constvars)} consts, got {len(consts)}"
-        )
+        raise TypeError(f"eval_jaxpr: expected {len(jaxpr.constvars)} consts, got {len(consts)}")
     env: dict[Var, Any] = dict(zip(jaxpr.constvars, consts, strict=True))
     env.update(zip(jaxpr.invars, args, strict=True))
     for eqn in jaxpr.eqns:
@@ -284,19 +282,18 @@ def _pp_literal(lit: Literal) -> str:
     return f"{text}:{lit.aval.str_short()}"
 
 
-def _pp_param(value: Any, namer_indent: int) -> str:
+def _pp_param(value: Any, namer: _Namer, indent: int) -> str:
     if isinstance(value, ClosedJaxpr):
         value = value.jaxpr
     if isinstance(value, Jaxpr):
-        return _pp_jaxpr(value, _Namer(), namer_indent + 4)
+        # Names stay unique across the whole printout, nested jaxprs included.
+        return _pp_jaxpr(value, namer, indent + 4)
     if isinstance(value, np.dtype):
         return value.name
     if isinstance(value, type) and issubclass(value, np.generic):
         return np.dtype(value).name
-    if isinstance(value, (tuple, list)) and any(
-        isinstance(v, (Jaxpr, ClosedJaxpr)) for v in value
-    ):
-        inner = " ".join(_pp_param(v, namer_indent) for v in value)
+    if isinstance(value, (tuple, list)) and any(isinstance(v, (Jaxpr, ClosedJaxpr)) for v in value):
+        inner = " ".join(_pp_param(v, namer, indent) for v in value)
         return f"({inner})"
     if callable(value) and hasattr(value, "__name__"):
         return value.__name__
@@ -310,13 +307,13 @@ def _pp_jaxpr(jaxpr: Jaxpr, namer: _Namer, indent: int) -> str:
     lines = [f"{{ lambda {constvars}; {invars}. let"]
     for eqn in jaxpr.eqns:
         args = " ".join(namer(x) for x in eqn.invars)
+        outs = " ".join(namer.bind(v) for v in eqn.outvars)
         params = ""
         if eqn.params:
             items = " ".join(
-                f"{k}={_pp_param(v, indent + 4)}" for k, v in sorted(eqn.params.items())
+                f"{k}={_pp_param(v, namer, indent + 4)}" for k, v in sorted(eqn.params.items())
             )
             params = f"[{items}]"
-        outs = " ".join(namer.bind(v) for v in eqn.outvars)
         lines.append(f"{pad}    {outs} = {eqn.primitive.name}{params} {args}".rstrip())
     outs = ", ".join(namer(x) for x in jaxpr.outvars)
     comma = "," if len(jaxpr.outvars) == 1 else ""

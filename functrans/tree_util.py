@@ -130,7 +130,11 @@ class PyTreeDef:
         if self.node_type is list:
             return f"[{inner}]"
         if self.node_type is dict:
-            return "{" + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.aux, self.children)) + "}"
+            return (
+                "{"
+                + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.aux, self.children, strict=False))
+                + "}"
+            )
         if self.node_type is type(None):
             return "None"
         return f"{self.node_type.__name__}({inner})"
@@ -208,9 +212,7 @@ def tree_map(
     for other in rest:
         other_leaves, other_def = tree_flatten(other, is_leaf)
         if other_def != treedef:
-            raise ValueError(
-                f"tree_map: tree structures differ: {treedef} and {other_def}"
-            )
+            raise ValueError(f"tree_map: tree structures differ: {treedef} and {other_def}")
         others.append(other_leaves)
     return tree_unflatten(treedef, [f(*xs) for xs in zip(leaves, *others, strict=True)])
 

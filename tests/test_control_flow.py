@@ -470,10 +470,10 @@ def test_printer_nests_sub_jaxprs():
     )
     assert str(jaxpr) == (
         "{ lambda ; a:f64[] b:f64[3]. let\n"
-        "    c:f64[] d:f64[3] = scan[jaxpr={ lambda ; a:f64[] b:f64[]. let\n"
-        "            c:f64[] = mul a b\n"
-        "            d:f64[] = add a b\n"
-        "          in (c, d) } length=3 num_carry=1 num_consts=0 reverse=False] a b\n"
+        "    c:f64[] d:f64[3] = scan[jaxpr={ lambda ; e:f64[] f:f64[]. let\n"
+        "            g:f64[] = mul e f\n"
+        "            h:f64[] = add e f\n"
+        "          in (g, h) } length=3 num_carry=1 num_consts=0 reverse=False] a b\n"
         "  in (c, d) }"
     )
 

@@ -32,7 +32,7 @@ from functrans.core import (
     get_aval,
     new_trace,
 )
-from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var, eval_jaxpr
+from functrans.ir import ClosedJaxpr, Jaxpr, Literal, Var, eval_jaxpr
 from functrans.primitives import add, broadcast_in_dim, convert_element_type, transpose
 from functrans.transforms.staging import (
     DynamicJaxprTrace,
@@ -417,14 +417,7 @@ class BackwardTrace(DynamicJaxprTrace):
                 break
         else:
             return self.parent.process_primitive(prim, args, params)
-        invars = [self._atom(x) for x in args]
-        out_avals = prim.abstract_eval(*[v.aval for v in invars], **params)
-        if prim.multiple_results:
-            outs = [JaxprTracer(self, a) for a in out_avals]
-        else:
-            outs = [JaxprTracer(self, out_avals)]
-        self.eqns.append(JaxprEqn(prim, invars, [t.ir_var for t in outs], params))
-        return outs if prim.multiple_results else outs[0]
+        return self.record(prim, args, params)
 
 
 @dataclasses.dataclass

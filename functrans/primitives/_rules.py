@@ -13,7 +13,11 @@ from typing import Any
 
 import numpy as np
 
+import functrans.primitives as _P
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
+
+# The helpers apply primitives (add, mul, broadcast_in_dim...) that the family modules
+# define with these very helpers; they are looked up on the package when a rule runs.
 
 # ---------------------------------------------------------------------------
 # Shape and dtype rules
@@ -89,7 +93,7 @@ def add_tangents(a: Any, b: Any) -> Any:
         return b
     if type(b) is Zero:
         return a
-    return add_p.bind(a, b)
+    return _P.add_p.bind(a, b)
 
 
 def scalar_like(x: Any, value: Any) -> Any:
@@ -103,17 +107,7 @@ def sum_to_shape(x: Any, shape: tuple[int, ...]) -> Any:
     if x_shape == shape:
         return x
     assert shape == (), (x_shape, shape)
-    return reduce_sum_p.bind(x, axes=tuple(range(len(x_shape))))
-
-
-# The primitives these helpers apply are defined in the family modules, which use the
-# helpers in turn; ``functrans.primitives`` binds them here once all families load.
-add_p: Primitive
-mul_p: Primitive
-neg_p: Primitive
-reduce_sum_p: Primitive
-broadcast_in_dim_p: Primitive
-transpose_p: Primitive
+    return _P.reduce_sum_p.bind(x, axes=tuple(range(len(x_shape))))
 
 
 # ---------------------------------------------------------------------------
@@ -121,9 +115,7 @@ transpose_p: Primitive
 # ---------------------------------------------------------------------------
 
 
-def def_elementwise_derivatives(
-    prim: Primitive, *partials: Callable[..., Any] | None
-) -> None:
+def def_elementwise_derivatives(prim: Primitive, *partials: Callable[..., Any] | None) -> None:
     """Derivative rules of an elementwise primitive from its partial derivatives.
 
     ``partials[i](ans, *primals, **params)`` is ∂out/∂primals[i], elementwise (``None``
@@ -138,14 +130,14 @@ def def_elementwise_derivatives(
         typed = _scalars_typed_like(primals, ans)
         for t, partial in zip(tangents, partials, strict=True):
             if partial is not None and type(t) is not Zero:
-                term = mul_p.bind(t, partial(ans, *typed, **params))
+                term = _P.mul_p.bind(t, partial(ans, *typed, **params))
                 out = add_tangents(out, lift_to_shape(term, get_aval(ans).shape))
         return ans, out
 
     def make_vjp(i, partial):
         def vjp(g, ans, *primals, **params):
             typed = _scalars_typed_like(primals, ans)
-            ct = mul_p.bind(g, partial(ans, *typed, **params))
+            ct = _P.mul_p.bind(g, partial(ans, *typed, **params))
             return sum_to_shape(ct, get_aval(primals[i]).shape)
 
         return vjp
@@ -169,7 +161,7 @@ def lift_to_shape(t: Any, shape: tuple[int, ...]) -> Any:
     lifted to the output's ``shape``."""
     if get_aval(t).shape == shape:
         return t
-    return broadcast_in_dim_p.bind(t, shape=shape, broadcast_dimensions=())
+    return _P.broadcast_in_dim_p.bind(t, shape=shape, broadcast_dimensions=())
 
 
 def def_zero_derivative(prim: Primitive, num_operands: int) -> None:
@@ -267,7 +259,7 @@ def move_axis(x: Any, src: int, dst: int) -> Any:
     ndim = get_aval(x).ndim
     perm = [i for i in range(ndim) if i != src]
     perm.insert(dst, src)
-    return transpose_p.bind(x, permutation=tuple(perm))
+    return _P.transpose_p.bind(x, permutation=tuple(perm))
 
 
 def batch_size(args: Sequence[Any], dims: Sequence[int | None]) -> int:
@@ -284,7 +276,7 @@ def broadcast_batched(x: Any, d: int | None, size: int, dst: int = 0) -> Any:
     shape = list(get_aval(x).shape)
     dims = tuple(i if i < dst else i + 1 for i in range(len(shape)))
     shape.insert(dst, size)
-    return broadcast_in_dim_p.bind(x, shape=tuple(shape), broadcast_dimensions=dims)
+    return _P.broadcast_in_dim_p.bind(x, shape=tuple(shape), broadcast_dimensions=dims)
 
 
 def batch_elementwise(prim: Primitive) -> None:
@@ -313,7 +305,7 @@ def batch_elementwise(prim: Primitive) -> None:
             full = list(_full_shape(avals, dims, rank))
             full.insert(out_dim, size)
             new_args.append(
-                broadcast_in_dim_p.bind(x, shape=tuple(full), broadcast_dimensions=(out_dim,))
+                _P.broadcast_in_dim_p.bind(x, shape=tuple(full), broadcast_dimensions=(out_dim,))
             )
         return prim.bind(*new_args, **params), out_dim
 

@@ -376,9 +376,7 @@ def _convert_impl(x, *, new_dtype):
 
 
 convert_element_type_p.def_impl(_convert_impl)
-convert_element_type_p.def_abstract_eval(
-    lambda x, *, new_dtype: ShapedArray(x.shape, new_dtype)
-)
+convert_element_type_p.def_abstract_eval(lambda x, *, new_dtype: ShapedArray(x.shape, new_dtype))
 
 
 def _convert_jvp(primals, tangents, *, new_dtype):
@@ -414,9 +412,40 @@ def stop_gradient(x: Any) -> Any:
 
 
 __all__ = [name for name in dir() if name.endswith("_p")] + [
-    "abs", "add", "atan", "convert_element_type", "cos", "div", "eq", "exp", "expm1",
-    "floor", "ge", "gt", "instantiate", "integer_pow", "le", "log", "log1p",
-    "logical_and", "logical_not", "logical_or", "lt", "max", "min", "mul", "ne", "neg",
-    "pow", "select", "sigmoid", "sign", "sin", "sqrt", "stop_gradient", "sub", "tan",
+    "abs",
+    "add",
+    "atan",
+    "convert_element_type",
+    "cos",
+    "div",
+    "eq",
+    "exp",
+    "expm1",
+    "floor",
+    "ge",
+    "gt",
+    "instantiate",
+    "integer_pow",
+    "le",
+    "log",
+    "log1p",
+    "logical_and",
+    "logical_not",
+    "logical_or",
+    "lt",
+    "max",
+    "min",
+    "mul",
+    "ne",
+    "neg",
+    "pow",
+    "select",
+    "sigmoid",
+    "sign",
+    "sin",
+    "sqrt",
+    "stop_gradient",
+    "sub",
+    "tan",
     "tanh",
 ]

@@ -36,7 +36,9 @@ def _matmul_abstract_eval(x: ShapedArray, y: ShapedArray) -> ShapedArray:
     if x.ndim == 0 or y.ndim == 0:
         raise error
     if x.dtype != y.dtype:
-        raise TypeError(f"matmul: operands must have one dtype, got {x.dtype.name} and {y.dtype.name}")
+        raise TypeError(
+            f"matmul: operands must have one dtype, got {x.dtype.name} and {y.dtype.name}"
+        )
     contract_x = x.shape[-1]
     contract_y = y.shape[0] if y.ndim == 1 else y.shape[-2]
     if contract_x != contract_y:

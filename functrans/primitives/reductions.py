@@ -249,7 +249,17 @@ def argmin(x: Any, axis: int, index_dtype: Any = np.int64) -> Any:
 
 
 __all__ = [
-    "argmax", "argmax_p", "argmin", "argmin_p", "expand_reduced", "reduce_max",
-    "reduce_max_p", "reduce_min", "reduce_min_p", "reduce_prod", "reduce_prod_p",
-    "reduce_sum", "reduce_sum_p",
+    "argmax",
+    "argmax_p",
+    "argmin",
+    "argmin_p",
+    "expand_reduced",
+    "reduce_max",
+    "reduce_max_p",
+    "reduce_min",
+    "reduce_min_p",
+    "reduce_prod",
+    "reduce_prod_p",
+    "reduce_sum",
+    "reduce_sum_p",
 ]

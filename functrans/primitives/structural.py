@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+import functrans.primitives as _P
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
-from functrans.primitives import _rules
 from functrans.primitives._rules import (
     OperandRules,
     batch_size,
@@ -48,7 +48,9 @@ def _expanded_shape(ndim_out: int, in_shape: tuple[int, ...], dims: tuple[int, .
 @broadcast_in_dim_p.def_impl
 def _broadcast_in_dim_impl(x, *, shape, broadcast_dimensions):
     x = np.asarray(x)
-    return np.broadcast_to(x.reshape(_expanded_shape(len(shape), x.shape, broadcast_dimensions)), shape)
+    return np.broadcast_to(
+        x.reshape(_expanded_shape(len(shape), x.shape, broadcast_dimensions)), shape
+    )
 
 
 @broadcast_in_dim_p.def_abstract_eval
@@ -56,10 +58,10 @@ def _broadcast_in_dim_abstract_eval(x, *, shape, broadcast_dimensions):
     ok = len(broadcast_dimensions) == x.ndim and all(
         0 <= d < len(shape) for d in broadcast_dimensions
     )
-    ok = ok and all(a < b for a, b in zip(broadcast_dimensions, broadcast_dimensions[1:]))
     ok = ok and all(
-        x.shape[i] in (1, shape[d]) for i, d in enumerate(broadcast_dimensions)
+        a < b for a, b in zip(broadcast_dimensions, broadcast_dimensions[1:], strict=False)
     )
+    ok = ok and all(x.shape[i] in (1, shape[d]) for i, d in enumerate(broadcast_dimensions))
     if not ok:
         raise ValueError(
             f"broadcast_in_dim: cannot broadcast shape {x.shape} to {tuple(shape)} "
@@ -75,7 +77,7 @@ def _broadcast_in_dim_transpose(g, x, *, shape, broadcast_dimensions):
     summed += [d for i, d in enumerate(broadcast_dimensions) if in_shape[i] == 1 and shape[d] != 1]
     if summed:
         # reduce_sum is defined with the reductions, which build on this module.
-        g = _rules.reduce_sum_p.bind(g, axes=tuple(sorted(summed)))
+        g = _P.reduce_sum_p.bind(g, axes=tuple(sorted(summed)))
     return reshape(g, in_shape)
 
 
@@ -231,7 +233,8 @@ def _slice_abstract_eval(x, *, start_indices, limit_indices, strides):
             f"not fit an operand of shape {x.shape}"
         )
     shape = tuple(
-        (b - a + s - 1) // s for a, b, s in zip(start_indices, limit_indices, strides_)
+        (b - a + s - 1) // s
+        for a, b, s in zip(start_indices, limit_indices, strides_, strict=False)
     )
     return ShapedArray(shape, x.dtype, x.weak_type)
 
@@ -299,7 +302,9 @@ def _pad_transpose(g, x, *, padding_config):
     in_shape = get_aval(x).shape
     start = [lo for lo, _, _ in padding_config]
     stride = [i + 1 for _, _, i in padding_config]
-    limit = [lo + (n - 1) * s + 1 if n else lo for n, lo, s in zip(in_shape, start, stride)]
+    limit = [
+        lo + (n - 1) * s + 1 if n else lo for n, lo, s in zip(in_shape, start, stride, strict=False)
+    ]
     return slice(g, start, limit, stride)
 
 
@@ -342,7 +347,9 @@ def _concatenate_abstract_eval(*avals, dimension):
         raise ValueError(f"concatenate: incompatible shapes {shapes} along axis {dimension}")
     dtypes = {a.dtype for a in avals}
     if len(dtypes) > 1:
-        raise TypeError(f"concatenate: operands must have one dtype, got {sorted(map(str, dtypes))}")
+        raise TypeError(
+            f"concatenate: operands must have one dtype, got {sorted(map(str, dtypes))}"
+        )
     shape = list(first.shape)
     shape[dimension] = sum(a.shape[dimension] for a in avals)
     return ShapedArray(tuple(shape), first.dtype, all(a.weak_type for a in avals))
@@ -531,7 +538,22 @@ def _scatter_add_batch(args, dims):
 
 
 __all__ = [
-    "broadcast_in_dim", "broadcast_in_dim_p", "concatenate", "concatenate_p", "gather",
-    "gather_p", "pad", "pad_p", "reshape", "reshape_p", "rev", "rev_p", "scatter_add",
-    "scatter_add_p", "slice", "slice_p", "transpose", "transpose_p",
+    "broadcast_in_dim",
+    "broadcast_in_dim_p",
+    "concatenate",
+    "concatenate_p",
+    "gather",
+    "gather_p",
+    "pad",
+    "pad_p",
+    "reshape",
+    "reshape_p",
+    "rev",
+    "rev_p",
+    "scatter_add",
+    "scatter_add_p",
+    "slice",
+    "slice_p",
+    "transpose",
+    "transpose_p",
 ]

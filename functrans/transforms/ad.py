@@ -257,8 +257,7 @@ class ReverseTrace(Trace):
         self.tape.append((first, n, multiple, parents, backward))
         if multiple:
             return [
-                ReverseTracer(self, o, first + k) if _is_float(o) else o
-                for k, o in enumerate(outs)
+                ReverseTracer(self, o, first + k) if _is_float(o) else o for k, o in enumerate(outs)
             ]
         return ReverseTracer(self, outs, first)
 
@@ -293,9 +292,7 @@ def _is_float(x: Any) -> bool:
 
 
 def _apply_vjp_rules(rules, positions, primals, ans, params, g) -> list[Any]:
-    return [
-        None if rules[i] is None else rules[i](g, ans, *primals, **params) for i in positions
-    ]
+    return [None if rules[i] is None else rules[i](g, ans, *primals, **params) for i in positions]
 
 
 def _accumulate(total: Any, ct: Any) -> Any:
@@ -539,4 +536,3 @@ def _flatten_fun(fun: Callable, in_tree, out_tree_box: list, has_aux: bool = Fal
         return out_leaves
 
     return flat_fun
-

@@ -143,7 +143,9 @@ def vmap(
         elif axes_spec is None or isinstance(axes_spec, int):
             arg_axes = [axes_spec] * len(args)
         else:
-            raise TypeError(f"{name}: in_axes must be an int, None, or a tuple/list, got {in_axes!r}")
+            raise TypeError(
+                f"{name}: in_axes must be an int, None, or a tuple/list, got {in_axes!r}"
+            )
         leaves, in_tree = tree_flatten((tuple(args), kwargs))
         leaf_axes, owners = [], []
         for i, (a, ax) in enumerate(zip(args, arg_axes, strict=True)):
@@ -204,7 +206,7 @@ def _finish_output(name: str, trace: BatchTrace, out: Any, out_axis: int | None,
 
 def _mapped_size(name, leaves, leaf_axes, owners, axis_size) -> int:
     sizes = []
-    for i, (x, ax, owner) in enumerate(zip(leaves, leaf_axes, owners, strict=True)):
+    for _i, (x, ax, owner) in enumerate(zip(leaves, leaf_axes, owners, strict=True)):
         if ax is None:
             continue
         if not isinstance(ax, (int, np.integer)):

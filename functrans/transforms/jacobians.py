@@ -23,9 +23,7 @@ def _ravel_leaves(leaves: Sequence[Any]) -> tuple[int, Callable[[Any], list]]:
     offsets = np.cumsum([0, *sizes])
 
     def unravel(vec: Any) -> list:
-        return [
-            vec[offsets[i] : offsets[i + 1]].reshape(shape) for i, shape in enumerate(shapes)
-        ]
+        return [vec[offsets[i] : offsets[i + 1]].reshape(shape) for i, shape in enumerate(shapes)]
 
     return int(offsets[-1]), unravel
 
@@ -92,7 +90,10 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         out_tree_box = []
 
         def push(direction: Any) -> list:
-            tangents = [t.astype(get_aval(x).dtype) for t, x in zip(unravel(direction), leaves)]
+            tangents = [
+                t.astype(get_aval(x).dtype)
+                for t, x in zip(unravel(direction), leaves, strict=False)
+            ]
             _, out_t = jvp(partial_fun, tuple(leaves), tuple(tangents))
             out_leaves, out_tree = tree_flatten(out_t)
             out_tree_box.append(out_tree)
@@ -133,7 +134,10 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         dtype = np.result_type(*[get_aval(o).dtype for o in out_leaves])
 
         def pull(direction: Any) -> tuple:
-            cts = [c.astype(get_aval(o).dtype) for c, o in zip(unravel(direction), out_leaves)]
+            cts = [
+                c.astype(get_aval(o).dtype)
+                for c, o in zip(unravel(direction), out_leaves, strict=False)
+            ]
             return pullback(tree_unflatten(out_tree, cts))
 
         rows = vmap(pull)(_basis(size, dtype))  # one (size, *in_shape) per input leaf

@@ -46,6 +46,21 @@ def _is_literal(x: Any) -> bool:
     )
 
 
+def _typed_literal(atom: Var | Literal, dtype: np.dtype) -> Var | Literal:
+    """A weakly typed Python-scalar literal takes the dtype its equation computes in
+    (NEP 50), as the evaluation does: ``mul b 2.0:f32[]`` for a float32 ``b``."""
+    if (
+        type(atom) is Literal
+        and atom.aval.weak_type
+        and _KIND_RANK[atom.aval.dtype.kind] <= _KIND_RANK[dtype.kind]
+    ):
+        return Literal(dtype.type(atom.val))
+    return atom
+
+
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
 class DynamicJaxprTrace(Trace):
     """Records equations. Constants are literals (scalars) or constvars (arrays and
     tracers of enclosing transforms, which callers pass in as explicit arguments)."""
@@ -85,12 +100,18 @@ class DynamicJaxprTrace(Trace):
                 break
         else:
             return self.parent.process_primitive(prim, args, params)
+        return self.record(prim, args, params)
+
+    def record(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
+        """Append the equation ``prim(*args)`` and return tracers for its outputs."""
         invars = [self._atom(x) for x in args]
         out_avals = prim.abstract_eval(*[v.aval for v in invars], **params)
         if prim.multiple_results:
             outs = [JaxprTracer(self, a) for a in out_avals]
         else:
             outs = [JaxprTracer(self, out_avals)]
+            if not out_avals.weak_type and out_avals.dtype.kind in "iufc":
+                invars = [_typed_literal(v, out_avals.dtype) for v in invars]
         self.eqns.append(JaxprEqn(prim, invars, [t.ir_var for t in outs], params))
         return outs if prim.multiple_results else outs[0]
 
