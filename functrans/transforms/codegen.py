@@ -3,9 +3,10 @@
 Each equation becomes one statement that calls NumPy directly, on local variables:
 
     def jitted(a, b, c):
-        d = np.matmul(a, b)
-        e = np.add(d, c)
-        return (e,)
+        d = a @ b
+        e = d + c
+        f = np.tanh(e)
+        return (f,)
 
 ``LOWERINGS`` maps a primitive to its lowering. A primitive without one is called
 through its ``impl`` (bound, with its params, to a generated name ``implN``);
@@ -91,12 +92,16 @@ class Lowering(NamedTuple):
     ``"fresh"`` if only into a buffer that is not an operand (``np.matmul``).
     ``result``: ``"fresh"`` (a new array), ``"view"`` (shares operand 0's memory) or
     ``"alias"`` (is operand 0).
+    ``operator``: the Python operator with the same meaning, used when an operand is
+    a NumPy value (two Python scalars would give a Python scalar); it is a little
+    faster than the function call on small arrays.
     """
 
     emit: Callable[[list[str], JaxprEqn, str], str]
     elementwise: bool = False
     out: str | None = None
     result: str = "fresh"
+    operator: str | None = None  # written ``a + b`` / ``-a`` when not writing into a buffer
 
 
 def _ints(values: Any) -> str:
@@ -116,9 +121,12 @@ for _bits, _kinds in ((8, "iu"), (16, "iuf"), (32, "iuf"), (64, "iufc"), (128, "
         _DTYPE_NAMES[_name] = f"np.{_name}"
 
 
-def _ufunc(name: str) -> Lowering:
+def _ufunc(name: str, operator: str | None = None) -> Lowering:
     return Lowering(
-        lambda args, e, out: f"np.{name}({', '.join(args)}{out})", elementwise=True, out="operand"
+        lambda args, e, out: f"np.{name}({', '.join(args)}{out})",
+        elementwise=True,
+        out="operand",
+        operator=operator,
     )
 
 
@@ -168,22 +176,30 @@ def _argmax(name: str) -> Lowering:
 
 LOWERINGS: dict[Primitive, Lowering] = {
     **{
+        prim: _ufunc(name, operator)
+        for prim, name, operator in [
+            (P.add_p, "add", "+"), (P.sub_p, "subtract", "-"), (P.mul_p, "multiply", "*"),
+            (P.div_p, "divide", "/"), (P.neg_p, "negative", "-"), (P.eq_p, "equal", "=="),
+            (P.ne_p, "not_equal", "!="), (P.lt_p, "less", "<"), (P.le_p, "less_equal", "<="),
+            (P.gt_p, "greater", ">"), (P.ge_p, "greater_equal", ">="),
+        ]
+    },
+    **{
         prim: _ufunc(name)
         for prim, name in [
-            (P.add_p, "add"), (P.sub_p, "subtract"), (P.mul_p, "multiply"), (P.div_p, "divide"),
-            (P.neg_p, "negative"), (P.exp_p, "exp"), (P.log_p, "log"), (P.log1p_p, "log1p"),
+            (P.exp_p, "exp"), (P.log_p, "log"), (P.log1p_p, "log1p"),
             (P.expm1_p, "expm1"), (P.tanh_p, "tanh"), (P.sin_p, "sin"), (P.cos_p, "cos"),
             (P.tan_p, "tan"), (P.atan_p, "arctan"), (P.sqrt_p, "sqrt"), (P.abs_p, "absolute"),
             (P.sign_p, "sign"), (P.floor_p, "floor"), (P.max_p, "maximum"),
-            (P.min_p, "minimum"), (P.pow_p, "power"), (P.eq_p, "equal"),
-            (P.ne_p, "not_equal"), (P.lt_p, "less"), (P.le_p, "less_equal"),
-            (P.gt_p, "greater"), (P.ge_p, "greater_equal"), (P.not_p, "logical_not"),
+            (P.min_p, "minimum"), (P.pow_p, "power"), (P.not_p, "logical_not"),
             (P.and_p, "logical_and"), (P.or_p, "logical_or"),
         ]
     },  # fmt: skip
     P.integer_pow_p: Lowering(_integer_pow, elementwise=True, out="operand"),
     P.select_p: Lowering(lambda a, e, out: f"np.where({', '.join(a)})", elementwise=True),
-    P.matmul_p: Lowering(lambda a, e, out: f"np.matmul({a[0]}, {a[1]}{out})", out="fresh"),
+    P.matmul_p: Lowering(
+        lambda a, e, out: f"np.matmul({a[0]}, {a[1]}{out})", out="fresh", operator="@"
+    ),
     P.argmax_p: _argmax("argmax"),
     P.argmin_p: _argmax("argmin"),
     P.transpose_p: Lowering(_transpose, result="view"),
@@ -447,7 +463,12 @@ class _Emitter:
             return self.alias(eqn.invars[0], out)
         args = self.operands(eqn, lowering.elementwise)
         buffer = self.take_buffer(eqn, lowering.out, i) if lowering.out else ""
-        self.lines.append(f"{self.bind(out)} = {lowering.emit(args, eqn, buffer)}")
+        if lowering.operator and not buffer and self.holds_numpy_value(eqn):
+            op = lowering.operator
+            expr = f"{op}{args[0]}" if len(args) == 1 else f" {op} ".join(args)
+        else:
+            expr = lowering.emit(args, eqn, buffer)
+        self.lines.append(f"{self.bind(out)} = {expr}")
         if lowering.result == "view":
             if type(eqn.invars[0]) is Var:
                 owner = self.owner(eqn.invars[0])
@@ -456,6 +477,17 @@ class _Emitter:
         elif out.aval.ndim:
             self.owned.add(out)
         return None
+
+    def holds_numpy_value(self, eqn: JaxprEqn) -> bool:
+        """Whether an operand is surely a NumPy array or scalar at run time (weakly
+        typed values and literals may be Python scalars)."""
+        return any(
+            type(a) is Var
+            and not a.aval.weak_type
+            and a not in self.python_scalar
+            and a not in self.literal_of
+            for a in eqn.invars
+        )
 
     def alias(self, src: Var | Literal, out: Var) -> None:
         """``out`` is ``src``: no statement, the same variable (or literal)."""
@@ -467,6 +499,8 @@ class _Emitter:
         self.pinned.add(self.owner(src))
         if src in self.rt_shape:
             self.rt_shape[out] = self.rt_shape[src]
+        if src in self.python_scalar:
+            self.python_scalar[out] = self.python_scalar[src]
 
     def broadcast(self, eqn: JaxprEqn) -> None:
         (x,), (out,) = eqn.invars, eqn.outvars
@@ -491,6 +525,8 @@ class _Emitter:
             return
         if view == x.aval.shape:  # NumPy broadcasts leading axes by itself
             self.names[out] = src
+            if x in self.python_scalar:
+                self.python_scalar[out] = self.python_scalar[x]
         else:
             self.lines.append(f"{self.bind(out)} = {self.reshape(x, src, view)}")
         self.rt_shape[out] = view

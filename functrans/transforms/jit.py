@@ -263,46 +263,55 @@ def _aval_key(aval: ShapedArray) -> tuple:
     return (aval.shape, aval.dtype)
 
 
-def _flatten_fast(xs: Sequence[Any], leaves: list, key: list) -> int:
+_ndarray, _generic = np.ndarray, np.generic
+
+
+def _flatten_fast(xs: Any, leaves: list, key: list) -> int:
     """Leaves and a signature key for trees of tuples, lists, dicts and None. Returns
-    1 if a leaf is a tracer, 0 if none is, -1 for anything it does not handle."""
+    1 if a leaf is a tracer, 0 if none is, -1 for anything it does not handle.
+    (This is the cache-hit path: every attribute lookup counts.)"""
     status = 0
+    leaf, item = leaves.append, key.append
     for x in xs:
         t = type(x)
-        if t is np.ndarray:
-            leaves.append(x)
-            key.append(x.shape)
-            key.append(x.dtype)
+        if t is _ndarray:
+            leaf(x)
+            item(x.shape)
+            item(x.dtype)
         elif t is float or t is int or t is bool or t is complex:
-            leaves.append(x)
-            key.append(t)
-        elif t is tuple or t is list:
-            key.append(t)
-            key.append(len(x))
-            s = _flatten_fast(x, leaves, key)
-            if s < 0:
-                return s
-            status |= s
-        elif t is dict:
-            try:
-                names = tuple(sorted(x))
-            except TypeError:
-                return -1
-            key.append(names)
-            s = _flatten_fast([x[k] for k in names], leaves, key)
-            if s < 0:
-                return s
-            status |= s
+            leaf(x)
+            item(t)
+        elif t is tuple or t is list or t is dict:
+            if t is dict:
+                try:
+                    names = tuple(sorted(x))
+                except TypeError:
+                    return -1
+                item(names)
+                x = [x[k] for k in names]
+            else:
+                item(t)
+                item(len(x))
+            for v in x:  # arrays inline; anything else recursively
+                if type(v) is _ndarray:
+                    leaf(v)
+                    item(v.shape)
+                    item(v.dtype)
+                else:
+                    s = _flatten_fast((v,), leaves, key)
+                    if s < 0:
+                        return s
+                    status |= s
         elif x is None:
-            key.append(None)
+            item(None)
         elif isinstance(x, Tracer):
-            leaves.append(x)
+            leaf(x)
             key.extend(_aval_key(x.aval))
             status = 1
-        elif isinstance(x, np.generic):
-            leaves.append(x)
-            key.append(())
-            key.append(x.dtype)
+        elif isinstance(x, _generic):
+            leaf(x)
+            item(())
+            item(x.dtype)
         else:
             return -1
     return status
@@ -698,8 +707,8 @@ def jit(
     >>> print(f.source(np.zeros(3), np.ones(3)))
     def jitted(a, b):
         c = np.tanh(a)
-        d = np.multiply(c, b)
-        e = np.add(d, 1.0)
+        d = c * b
+        e = d + 1.0
         return (e,)
     """
     return Jitted(fun, static_argnums, static_argnames)
