@@ -17,7 +17,7 @@ tracers here, so ``np.tanh(x)`` traces exactly like ``fnp.tanh(x)``.
 Beyond the names in the contract, this module also provides ``full_like
 empty_like astype shape ndim size flip take take_along_axis tensordot trace
 diagonal atleast_1d atleast_2d hstack vstack logical_and logical_or logical_not
-floor amax amin``.
+floor amax amin any all isfinite isnan isinf``.
 Two known differences from NumPy under tracing: ``x ** n`` for an integer ``x`` and a
 traced integer ``n`` is computed in float64 (exact below 2**53), and out-of-range
 traced indices are not checked.
@@ -572,6 +572,32 @@ def _bool(x: Any) -> Any:
     return x if get_aval(x).dtype == np.bool_ else lax.ne(x, get_aval(x).dtype.type(0))
 
 
+def _def_float_test(numpy_fun, test, integer_value: bool):
+    name = numpy_fun.__name__
+
+    def traced(x):
+        (x,) = _promote(name, x)
+        aval = get_aval(x)
+        if aval.dtype.kind not in "fc":  # integers and booleans are always finite
+            return np.full(aval.shape, integer_value)
+        return test(x)
+
+    _rename(traced, name)
+    traced.__doc__ = f"Elementwise ``numpy.{name}``; boolean result."
+    return _numpy_api(numpy_fun)(traced)
+
+
+def _finite(x: Any) -> Any:
+    return lax.eq(lax.sub(x, x), get_aval(x).dtype.type(0))  # inf - inf and nan are nan
+
+
+isnan = _def_float_test(np.isnan, lambda x: lax.ne(x, x), False)
+isfinite = _def_float_test(np.isfinite, _finite, True)
+isinf = _def_float_test(
+    np.isinf, lambda x: lax.logical_not(lax.logical_or(_finite(x), lax.ne(x, x))), False
+)
+
+
 @_numpy_api(np.logical_not)
 def logical_not(x):
     """Elementwise ``numpy.logical_not``."""
@@ -807,6 +833,29 @@ def _def_argext(numpy_fun, op):
 
 argmax = _def_argext(np.argmax, lax.argmax)
 argmin = _def_argext(np.argmin, lax.argmin)
+
+
+def _def_truth(numpy_fun, any_true: bool):
+    name = numpy_fun.__name__
+
+    def traced(a, axis=None, out=None, keepdims=False, *, where=None):
+        _no_out(name, out=out, where=where)
+        x, axes = _reduce_prep(name, a, axis)
+        truth = _bool(x)
+        if not axes:
+            return truth
+        hits = truth if any_true else lax.logical_not(truth)
+        count = lax.reduce_sum(lax.convert_element_type(hits, np.int64), axes)
+        y = lax.gt(count, np.int64(0)) if any_true else lax.eq(count, np.int64(0))
+        return _keepdims(y, _shape(x), axes, keepdims)
+
+    _rename(traced, name)
+    traced.__doc__ = f"``numpy.{name}`` over ``axis`` (None, an int or a tuple); boolean."
+    return _numpy_api(numpy_fun)(traced)
+
+
+any = _def_truth(np.any, True)
+all = _def_truth(np.all, False)
 
 
 # ---------------------------------------------------------------------------
@@ -1418,6 +1467,8 @@ def _install_tracer_methods() -> None:
         "std": std,
         "argmax": argmax,
         "argmin": argmin,
+        "any": any,
+        "all": all,
         "diagonal": diagonal,
         "trace": trace,
     }

@@ -243,6 +243,32 @@ for _name in ("max", "min", "amax", "amin"):
 record("max_method", lambda m, x, **kw: x.max(**kw), reduction(min_side=1), dtypes=NUMERIC)
 
 
+def special(rng, shape, dtype):
+    x = real(rng, shape, dtype)
+    if np.dtype(dtype).kind == "f":
+        pick = rng.random(shape)
+        x = np.where(pick < 0.2, np.nan, np.where(pick < 0.4, np.inf, x))
+        x = np.where(rng.random(shape) < 0.5, -x, x).astype(dtype)
+    return x
+
+
+for _name in ("isnan", "isfinite", "isinf"):
+    add_unary(_name, domain=special, dtypes=ALL)
+for _name in ("any", "all"):
+    record(
+        _name,
+        lambda m, x, _n=_name, **kw: getattr(m, _n)(x > 0.5, **kw),
+        reduction(),
+        dtypes=NUMERIC,
+    )
+    record(
+        _name + "_method",
+        lambda m, x, _n=_name, **kw: getattr(x, _n)(**kw),
+        reduction(),
+        dtypes=ALL,
+    )
+
+
 @st.composite
 def arg_reduction(draw):
     shape = draw(shapes(sides=st.sampled_from([1, 2, 3])))
