@@ -55,11 +55,15 @@ _NUMERIC_KINDS = "biufc"
 # ---------------------------------------------------------------------------
 
 
+_PLAIN_TYPES = frozenset({np.ndarray, float, int, bool, str, type(None)})
+
+
 def _has_tracer(args: Any) -> bool:
     for a in args:
-        if isinstance(a, Tracer):
-            return True
-        if type(a) in (list, tuple) and _has_tracer(a):
+        t = type(a)
+        if t in _PLAIN_TYPES:
+            continue
+        if isinstance(a, Tracer) or ((t is list or t is tuple) and _has_tracer(a)):
             return True
     return False
 
@@ -85,8 +89,8 @@ def _numpy_api(
             except (ValueError, TypeError, IndexError, ArithmeticError):
                 _explain_eager_failure(name, traced, args, kwargs)
                 raise
-            if isinstance(out, (np.ndarray, np.generic)) and out.dtype.kind not in _NUMERIC_KINDS:
-                _reject_non_numeric(name, traced, args, kwargs, out)
+            if type(out) is not np.ndarray or out.dtype.kind not in _NUMERIC_KINDS:
+                _check_result(name, traced, args, kwargs, out)
             return out
 
         wrapper.__wrapped_numpy__ = numpy_fun  # type: ignore[attr-defined]
@@ -120,6 +124,11 @@ def _explain_eager_failure(name: str, traced, args, kwargs) -> None:
         raise ours from None
     except Exception:  # our path failed differently: NumPy's own message is best
         pass
+
+
+def _check_result(name: str, traced, args, kwargs, out) -> None:
+    if isinstance(out, (np.ndarray, np.generic)) and out.dtype.kind not in _NUMERIC_KINDS:
+        _reject_non_numeric(name, traced, args, kwargs, out)
 
 
 _STRING_PARAMS = ("dtype", "subscripts", "order", "casting", "mode")
