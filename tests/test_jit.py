@@ -587,13 +587,14 @@ def test_sigmoid_lowerings_are_accurate_and_silent(monkeypatch, scipy, size, dty
         warnings.simplefilter("error")  # no overflow warning escapes
         got = jf(x)
     assert_close(got, (ft.nn.sigmoid(x), ft.nn.sigmoid(x[0])))
-    small = size <= codegen.EXPIT_MAX_SIZE and scipy
-    assert ("expit(a)" in jf.source(x)) == small  # the full-array sigmoid
+    uses_expit = size <= codegen.EXPIT_MAX_SIZE and codegen._expit() is not None
+    assert ("expit(a)" in jf.source(x)) == uses_expit  # the full-array sigmoid
 
 
 def test_keepdims_reductions_and_weak_scalar_conversions(mlp):
     source = ft.jit(ft.grad(mlp_loss)).source(*mlp)
-    assert "max(axis=1, keepdims=True)" in source and "sum(axis=1, keepdims=True)" in source
+    assert "np.maximum.reduce(k, axis=1, keepdims=True)" in source
+    assert "np.add.reduce(q, axis=1, keepdims=True)" in source
     jf = ft.jit(lambda x, s: (x - s * x, fnp.asarray(s, np.float64)))
     out = jf(np.ones(2), 0.25)
     assert_close(out, (np.full(2, 0.75), np.float64(0.25)))

@@ -222,8 +222,9 @@ def _pad(args, e, out):
     return f"np.pad({args[0]}, {widths!r})"
 
 
-_REDUCTIONS = {P.reduce_sum_p: "sum", P.reduce_max_p: "max", P.reduce_min_p: "min",
-               P.reduce_prod_p: "prod"}  # fmt: skip
+# The ufunc reductions: what ndarray.sum and friends call, minus a Python layer.
+_REDUCTIONS = {P.reduce_sum_p: "np.add", P.reduce_max_p: "np.maximum",
+               P.reduce_min_p: "np.minimum", P.reduce_prod_p: "np.multiply"}  # fmt: skip
 
 
 def _lowering(eqn: JaxprEqn) -> Lowering | None:
@@ -537,18 +538,17 @@ class _Emitter:
             return f"{src}.reshape({_ints(shape)})"
         return f"np.reshape({src}, {_ints(shape)})"
 
-    def reduction(self, eqn: JaxprEqn, method: str) -> None:
-        # An operand of rank >= 1 is always an ndarray: its methods are the fastest calls.
+    def reduction(self, eqn: JaxprEqn, ufunc: str) -> None:
         (x,), (out,) = eqn.invars, eqn.outvars
         (arg,) = self.operands(eqn, False)
         axes = eqn.params["axes"]
-        kwargs = [] if len(axes) == x.aval.ndim else [f"axis={_axis(axes)}"]
+        args = [arg, "axis=None" if len(axes) == x.aval.ndim else f"axis={_axis(axes)}"]
         j = self.keepdims_reshape(eqn)
         if j is not None:
-            kwargs.append("keepdims=True")
+            args.append("keepdims=True")
             out = self.jaxpr.eqns[j].outvars[0]
             self.skip.add(j)
-        self.lines.append(f"{self.bind(out)} = {arg}.{method}({', '.join(kwargs)})")
+        self.lines.append(f"{self.bind(out)} = {ufunc}.reduce({', '.join(args)})")
         if out.aval.ndim:
             self.owned.add(out)
 
