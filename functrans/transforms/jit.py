@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import operator
 import threading
@@ -407,7 +408,10 @@ class Jitted:
         )
         self._has_static = bool(self._static_argnums or self._static_argnames)
         self._cache: dict[Any, _Entry] = {}
-        self._hits = 0
+        # Hits are counted without a lock: next() on an itertools.count is atomic. It
+        # also advances when cache_info reads it, so reads are counted and subtracted.
+        self._hit_count = itertools.count()
+        self._hit_reads = 0
         self._misses = 0
         self._trace_lock = threading.RLock()
         self._count_lock = threading.Lock()
@@ -428,8 +432,7 @@ class Jitted:
         entry = self._cache.get(tuple(key))
         if entry is None or status:
             return self._call_slow(tuple(key), args, kwargs, leaves, None)
-        with self._count_lock:
-            self._hits += 1
+        next(self._hit_count)
         fn = entry.fn or self._compile(entry)
         out = fn(*leaves)
         unflatten = entry.unflatten
@@ -517,8 +520,7 @@ class Jitted:
                 if entry is None:
                     return self._trace(key, args, kwargs, leaves, statics)
         if count_hit:
-            with self._count_lock:
-                self._hits += 1
+            next(self._hit_count)
         return entry, []
 
     def _trace(self, key, args, kwargs, leaves, statics) -> tuple[_Entry, list]:
@@ -574,7 +576,9 @@ class Jitted:
         """Cache statistics: ``hits``, ``misses`` (traces) and ``currsize`` (signatures
         cached)."""
         with self._count_lock:
-            return CacheInfo(self._hits, self._misses, None, len(self._cache))
+            hits = next(self._hit_count) - self._hit_reads
+            self._hit_reads += 1
+            return CacheInfo(hits, self._misses, None, len(self._cache))
 
     def clear_cache(self) -> None:
         """Forget every compiled signature (statistics are kept)."""
