@@ -13,11 +13,15 @@ broadcasting and rank-0 operands, static parameters such as ``axis`` and
 Then: indexing (basic, advanced, mixed, traced indices), the lowering of ``matmul``,
 creation under a trace, NumPy interop on tracers, and error messages that name the
 operation and every operand shape.
+
+``FNP_EXAMPLES=1000 pytest tests/test_numpy.py -k test_record`` runs a longer search
+(the default, 25 examples per record, keeps this file near 15 s).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import warnings
 from collections.abc import Callable
@@ -794,7 +798,7 @@ def run_record(rec: Record, data) -> None:
 
 
 @pytest.mark.parametrize("rec", RECORDS, ids=lambda r: r.name)
-@settings(max_examples=int(__import__("os").environ.get("FNP_EXAMPLES", 25)), **SETTINGS)
+@settings(max_examples=int(os.environ.get("FNP_EXAMPLES", 25)), **SETTINGS)
 @given(data=st.data())
 def test_record(rec, data):
     run_record(rec, data)
