@@ -355,6 +355,10 @@ class Tracer:
         return self.aval.dtype
 
     @property
+    def weak_type(self) -> bool:
+        return self.aval.weak_type
+
+    @property
     def ndim(self) -> int:
         return len(self.shape)
 

@@ -303,8 +303,42 @@ def _broadcast(name: str, *args: Any) -> list[Any]:
 
 
 def _elementwise(name: str, op: Callable[..., Any], *args: Any, inexact=None) -> Any:
+    agreeing = _agreeing_operands(args, inexact)
+    if agreeing is not None:
+        return op(*agreeing)
     args = _promote(name, *args, inexact=inexact)
     return op(*_broadcast(name, *args))
+
+
+def _agreeing_operands(args: Sequence[Any], inexact) -> list[Any] | None:
+    """The common case inside a model, without the general promotion and broadcasting:
+    strongly typed arrays and tracers of one shape and one inexact dtype, and Python
+    numbers (which NEP 50 converts to that dtype). ``None`` if anything else is there."""
+    reference = None
+    for x in args:
+        if type(x) is np.ndarray or isinstance(x, Tracer):
+            reference = x
+            break
+    if reference is None:
+        return None
+    dtype, shape = reference.dtype, reference.shape
+    if dtype.kind not in "fc":
+        return None
+    out = []
+    for x in args:
+        kind = type(x)
+        if kind is float or kind is int:
+            out.append(dtype.type(x))
+        elif (
+            (kind is np.ndarray or isinstance(x, Tracer))
+            and x.dtype == dtype
+            and x.shape == shape
+            and not (kind is not np.ndarray and x.weak_type)
+        ):
+            out.append(x)
+        else:
+            return None
+    return out
 
 
 def normalize_axis(name: str, axis: Any, ndim: int) -> int:

@@ -60,6 +60,11 @@ class JVPTracer(Tracer):
     def dtype(self) -> np.dtype:
         return self.primal.dtype
 
+    @property
+    def weak_type(self) -> bool:
+        primal = self.primal
+        return isinstance(primal, Tracer) and primal.weak_type
+
 
 class JVPTrace(Trace):
     __slots__ = ()
@@ -211,6 +216,11 @@ class ReverseTracer(Tracer):
     @property
     def dtype(self) -> np.dtype:
         return self.primal.dtype
+
+    @property
+    def weak_type(self) -> bool:
+        primal = self.primal
+        return isinstance(primal, Tracer) and primal.weak_type
 
 
 class ReverseTrace(Trace):
