@@ -310,7 +310,7 @@ def _elementwise(name: str, op: Callable[..., Any], *args: Any, inexact=None) ->
     return op(*_broadcast(name, *args))
 
 
-def _agreeing_operands(args: Sequence[Any], inexact) -> list[Any] | None:
+def _agreeing_operands(args: tuple[Any, ...], inexact) -> list[Any] | None:
     """The common case inside a model, without the general promotion and broadcasting:
     strongly typed arrays and tracers of one shape and one inexact dtype, and Python
     numbers (which NEP 50 converts to that dtype). ``None`` if anything else is there."""
