@@ -240,7 +240,8 @@ def _sub_jaxprs(params: dict[str, Any]) -> Iterator[Jaxpr]:
 # ---------------------------------------------------------------------------
 
 
-def _var_names() -> Iterator[str]:
+def var_names() -> Iterator[str]:
+    """``a, b, ..., z, ba, bb, ...``: the names the printer gives variables, in order."""
     letters = "abcdefghijklmnopqrstuvwxyz"
     n = 0
     while True:
@@ -257,7 +258,7 @@ def _var_names() -> Iterator[str]:
 class _Namer:
     def __init__(self) -> None:
         self.names: dict[int, str] = {}
-        self.fresh = _var_names()
+        self.fresh = var_names()
 
     def bind(self, v: Var) -> str:
         name = self.names[id(v)] = next(self.fresh)

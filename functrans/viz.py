@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from functrans.ir import ClosedJaxpr, Jaxpr, Literal
+from functrans.ir import ClosedJaxpr, Jaxpr, Literal, var_names
 from functrans.tree_util import PyTreeDef
 
 __all__ = ["GraphvizNotFoundError", "render", "to_dot"]
@@ -169,21 +169,6 @@ def render(
 # ---------------------------------------------------------------------------
 
 
-def _names() -> Iterator[str]:
-    """a, b, ..., z, ba, bb, ...: the printer's variable names, in its order."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    n = 0
-    while True:
-        name, k = "", n
-        while True:
-            name = letters[k % 26] + name
-            k //= 26
-            if k == 0:
-                break
-        yield name
-        n += 1
-
-
 class _DotWriter:
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -207,7 +192,7 @@ class _DotWriter:
         in_names: list[str] | None = None,
         out_names: list[str] | None = None,
     ) -> None:
-        names = _names()
+        names = var_names()
         source: dict[int, str] = {}  # id(Var) -> node id of the value's producer
 
         for i, v in enumerate(jaxpr.constvars):

@@ -40,13 +40,14 @@ __all__ = ["grad", "jvp", "linearize", "value_and_grad", "vjp"]
 # ---------------------------------------------------------------------------
 
 
-class JVPTracer(Tracer):
-    __slots__ = ("primal", "tangent")
+class PrimalTracer(Tracer):
+    """A tracer whose value is a concrete-or-outer ``primal`` (forward and reverse mode).
 
-    def __init__(self, trace: JVPTrace, primal: Any, tangent: Any):
-        self._trace = trace
-        self.primal = primal
-        self.tangent = tangent
+    The NumPy layer asks for shapes and dtypes on every operation: they are read from
+    the primal directly instead of building an aval.
+    """
+
+    __slots__ = ("primal",)
 
     @property
     def aval(self) -> ShapedArray:
@@ -64,6 +65,15 @@ class JVPTracer(Tracer):
     def weak_type(self) -> bool:
         primal = self.primal
         return isinstance(primal, Tracer) and primal.weak_type
+
+
+class JVPTracer(PrimalTracer):
+    __slots__ = ("tangent",)
+
+    def __init__(self, trace: JVPTrace, primal: Any, tangent: Any):
+        self._trace = trace
+        self.primal = primal
+        self.tangent = tangent
 
 
 class JVPTrace(Trace):
@@ -193,34 +203,15 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
 # ---------------------------------------------------------------------------
 
 
-class ReverseTracer(Tracer):
+class ReverseTracer(PrimalTracer):
     """A value tracked by reverse mode: its primal and its slot on the tape."""
 
-    __slots__ = ("primal", "slot")
+    __slots__ = ("slot",)
 
     def __init__(self, trace: ReverseTrace, primal: Any, slot: int):
         self._trace = trace
         self.primal = primal
         self.slot = slot
-
-    @property
-    def aval(self) -> ShapedArray:
-        return get_aval(self.primal)
-
-    # The NumPy layer asks for shapes and dtypes on every operation: answer from the
-    # primal directly instead of building an aval.
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.primal.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.primal.dtype
-
-    @property
-    def weak_type(self) -> bool:
-        primal = self.primal
-        return isinstance(primal, Tracer) and primal.weak_type
 
 
 class ReverseTrace(Trace):
