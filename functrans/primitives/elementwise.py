@@ -74,32 +74,14 @@ def _binary(
 
 # --- linear and bilinear arithmetic ---------------------------------------------
 
-add_p = Primitive("add")
-add_p.def_impl(np.add)
-add_p.def_abstract_eval(elementwise_abstract_eval("add"))
-batch_elementwise(add_p)
-
-
-def add(x: Any, y: Any) -> Any:
-    """``x + y`` for operands of one shape (or rank 0) and one dtype."""
-    return add_p.bind(x, y)
-
-
+add_p, add = _binary("add", np.add, doc="``x + y`` for operands of one shape (or rank 0).")
 def_linear(
     add_p,
     lambda g, x, y: sum_to_shape(g, get_aval(x).shape),
     lambda g, x, y: sum_to_shape(g, get_aval(y).shape),
 )
 
-sub_p = Primitive("sub")
-sub_p.def_impl(np.subtract)
-sub_p.def_abstract_eval(elementwise_abstract_eval("sub"))
-batch_elementwise(sub_p)
-
-
-def sub(x: Any, y: Any) -> Any:
-    """``x - y``."""
-    return sub_p.bind(x, y)
+sub_p, sub = _binary("sub", np.subtract, doc="``x - y``.")
 
 
 def _sub_jvp(primals, tangents):
@@ -124,15 +106,7 @@ neg_p, neg = _unary("neg", np.negative, kinds=None, doc="``-x``.")
 def_linear(neg_p, lambda g, x: neg(g))
 
 
-mul_p = Primitive("mul")
-mul_p.def_impl(np.multiply)
-mul_p.def_abstract_eval(elementwise_abstract_eval("mul"))
-batch_elementwise(mul_p)
-
-
-def mul(x: Any, y: Any) -> Any:
-    """``x * y``."""
-    return mul_p.bind(x, y)
+mul_p, mul = _binary("mul", np.multiply, doc="``x * y``.")
 
 
 def _mul_jvp(primals, tangents):
