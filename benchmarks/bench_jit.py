@@ -7,8 +7,8 @@ Run from the repository root::
     python benchmarks/bench_jit.py --quick          # fewer repeats, no 1024-2048-1024 net
     python benchmarks/bench_jit.py --blas-threads 1
 
-Every number is the median of interleaved rounds (``_harness.compare``), timed with
-``time.perf_counter`` around enough calls to last 50 ms (20 ms with ``--quick``).
+Every number is the median of 21 interleaved rounds (``_harness.compare``), each
+timed with ``time.perf_counter`` around enough calls to last 10 ms.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ try:
 except ImportError:  # pragma: no cover
     torch = None
 
-REPEATS, MIN_TIME = 7, 0.05
+# Many short interleaved rounds: on a shared machine, load that comes and goes hits
+# the candidates alike.
+REPEATS, MIN_TIME = 21, 0.01
 
 
 def measure(candidates: dict[str, Callable[[], Any]]) -> dict[str, float]:
@@ -323,7 +325,7 @@ def main() -> None:
                         help="limit BLAS threads for every candidate (default: as installed)")
     args = parser.parse_args()
     if args.quick:
-        REPEATS, MIN_TIME = 3, 0.02
+        REPEATS = 5
     limit = contextlib.nullcontext()
     if args.blas_threads:
         from threadpoolctl import threadpool_limits
