@@ -114,11 +114,14 @@ def _axis(axes: Any) -> str:
     return str(axes[0]) if len(axes) == 1 else repr(axes)
 
 
-_DTYPE_NAMES = {"bool": "np.bool_"}
-for _bits, _kinds in ((8, "iu"), (16, "iuf"), (32, "iuf"), (64, "iufc"), (128, "c")):
-    for _kind in _kinds:
-        _name = {"i": "int", "u": "uint", "f": "float", "c": "complex"}[_kind] + str(_bits)
-        _DTYPE_NAMES[_name] = f"np.{_name}"
+# dtype name -> how generated code spells it (only these names are ever written out)
+_DTYPE_NAMES = {"bool": "np.bool_"} | {
+    name: f"np.{name}"
+    for name in [
+        "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float16", "float32", "float64", "complex64", "complex128",
+    ]
+}  # fmt: skip
 
 
 def _ufunc(name: str, operator: str | None = None) -> Lowering:

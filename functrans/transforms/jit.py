@@ -42,7 +42,7 @@ from functrans.core import (
     new_trace,
 )
 from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr
-from functrans.primitives import add_p
+from functrans.primitives import add_p, convert_element_type
 from functrans.transforms import codegen
 from functrans.transforms.ad import ReverseTrace, ReverseTracer, _jvp_flat
 from functrans.transforms.custom import _batch_inline
@@ -194,7 +194,7 @@ def _jit_reverse(parent, primals, positions, params):
 
     def backward(g):  # one cotangent (or None) per output
         cts = [
-            np.zeros(a.shape, a.dtype) if c is None else c
+            _as_cotangent(c, a)
             for c, a, f in zip(g, out_avals, split.float_outs, strict=True)
             if f
         ]
@@ -202,6 +202,15 @@ def _jit_reverse(parent, primals, positions, params):
         return [next(in_cts) if nz else None for nz in split.ct_nonzero]
 
     return outs, backward
+
+
+def _as_cotangent(ct: Any, aval: ShapedArray) -> Any:
+    """The cotangent of an output of type ``aval``, as the backward jaxpr takes it."""
+    if ct is None:
+        return np.zeros(aval.shape, aval.dtype)
+    if get_aval(ct).dtype != aval.dtype:
+        return convert_element_type(ct, aval.dtype)
+    return ct
 
 
 def _vjp_split(closed: ClosedJaxpr, positions: tuple[int, ...], name: str) -> _VJPSplit:
@@ -228,8 +237,9 @@ def _vjp_split(closed: ClosedJaxpr, positions: tuple[int, ...], name: str) -> _V
         wanted = [ins[i].slot for i in positions]
         in_cts = trace.backward(seeds, wanted) if seeds else [None] * len(wanted)
         box.append(tuple(c is not None for c in in_cts))
-        primal_outs = [o.primal if type(o) is ReverseTracer and o._trace is trace else o
-                       for o in outs]
+        primal_outs = [
+            o.primal if type(o) is ReverseTracer and o._trace is trace else o for o in outs
+        ]
         return primal_outs + [c for c in in_cts if c is not None]
 
     jaxpr, consts = _trace_derived(vjp_fun, [*in_avals, *ct_avals], f"vjp({name})")
