@@ -49,7 +49,7 @@ import numpy as np
 
 from functrans import primitives as P
 from functrans.core import Primitive
-from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
+from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var, var_names
 from functrans.transforms.custom import custom_jvp_call_p, custom_vjp_call_p
 
 __all__ = [
@@ -261,18 +261,9 @@ _RESERVED = {"np", "expit"}
 
 
 def _identifiers() -> Iterator[str]:
-    """a, b, ..., z, ba, bb, ... (as the jaxpr printer names variables), minus Python
-    keywords and the names the generated code uses (``np``, ``expit``)."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    for n in itertools.count():
-        name, k = "", n
-        while True:
-            name = letters[k % 26] + name
-            k //= 26
-            if k == 0:
-                break
-        if not keyword.iskeyword(name) and name not in _RESERVED:
-            yield name
+    """The jaxpr printer's variable names (a, b, ..., z, ba, ...) minus Python keywords
+    and the names the generated code uses (``np``, ``expit``)."""
+    return (n for n in var_names() if not keyword.iskeyword(n) and n not in _RESERVED)
 
 
 def _float_text(value: float) -> str:
