@@ -68,20 +68,6 @@ CALLS: dict[Primitive, str] = {custom_jvp_call_p: "call_jaxpr", custom_vjp_call_
 
 # Temporaries smaller than this are not worth an ``out=`` argument.
 REUSE_MIN_SIZE = 64
-# Up to this size a sigmoid is one call of scipy.special.expit (when SciPy is installed);
-# larger ones are four in-place NumPy operations, which are faster on big arrays.
-EXPIT_MAX_SIZE = 256
-
-
-@functools.cache
-def _expit() -> Callable | None:
-    try:
-        from scipy.special import expit
-    except ImportError:
-        return None
-    return expit
-
-
 class Lowering(NamedTuple):
     """How to write one primitive in NumPy.
 
@@ -257,12 +243,12 @@ class Compiled(NamedTuple):
     fallbacks: frozenset[str]
 
 
-_RESERVED = {"np", "expit"}
+_RESERVED = {"np"}
 
 
 def _identifiers() -> Iterator[str]:
     """The jaxpr printer's variable names (a, b, ..., z, ba, ...) minus Python keywords
-    and the names the generated code uses (``np``, ``expit``)."""
+    and the name the generated code uses (``np``)."""
     return (n for n in var_names() if not keyword.iskeyword(n) and n not in _RESERVED)
 
 
@@ -547,19 +533,11 @@ class _Emitter:
             self.owned.add(out)
 
     def sigmoid(self, eqn: JaxprEqn, i: int) -> None:
-        # Small: scipy's expit. Large: 1 / (1 + exp(-x)) in place, as accurate as the
-        # primitive's impl and four times faster. exp(-x) overflows to inf for very
-        # negative x, giving the correct 0, so the function runs with overflow warnings
-        # off.
+        # 1 / (1 + exp(-x)) in place: as accurate as the primitive's impl and four times
+        # faster. exp(-x) overflows to inf for very negative x, giving the correct 0, so
+        # the function runs with overflow warnings off.
         (x,) = self.operands(eqn, False)
         (out,) = eqn.outvars
-        small = out.aval.size <= EXPIT_MAX_SIZE and out.aval.dtype.name in ("float32", "float64")
-        if small and _expit() is not None:
-            self.namespace["expit"] = _expit()
-            self.lines.append(f"{self.bind(out)} = expit({x})")
-            if out.aval.ndim:
-                self.owned.add(out)
-            return
         self.needs_errstate = True
         if out.aval.ndim == 0:
             expr = f"np.reciprocal(np.add(np.exp(np.negative({x})), 1.0))"
