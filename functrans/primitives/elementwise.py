@@ -139,8 +139,16 @@ div_p, div = _binary(
 
 
 def _sigmoid_impl(x: np.ndarray) -> np.ndarray:
-    # exp(-logaddexp(0, -x)) never overflows, unlike 1 / (1 + exp(-x)).
-    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+    # 1 / (1 + exp(-x)) in one buffer: exp(-x) overflows to inf for very negative x,
+    # which gives the correct 0 (relative accuracy is kept: no cancellation happens), so
+    # the overflow is silenced. np.logaddexp would be stable too, but ~25x slower.
+    with np.errstate(over="ignore"):
+        if np.ndim(x) == 0:
+            return np.reciprocal(np.exp(np.negative(x)) + x.dtype.type(1))
+        out = np.negative(x)
+        np.exp(out, out=out)
+        np.add(out, 1, out=out)
+        return np.reciprocal(out, out=out)
 
 
 def _one(x: Any) -> Any:
