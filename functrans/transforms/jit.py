@@ -24,29 +24,18 @@ import itertools
 import logging
 import operator
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from functrans.config import config
-from functrans.core import (
-    EVAL_TRACE,
-    Primitive,
-    ShapedArray,
-    Tracer,
-    Zero,
-    call_with_trace,
-    get_aval,
-    new_trace,
-)
-from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr
-from functrans.primitives import add_p, convert_element_type
+from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval
+from functrans.ir import ClosedJaxpr, Jaxpr
+from functrans.primitives import convert_element_type
 from functrans.transforms import codegen
-from functrans.transforms.ad import ReverseTrace, ReverseTracer, _jvp_flat
-from functrans.transforms.custom import _batch_inline
-from functrans.transforms.optimize import inline_calls, optimize, partition_known
+from functrans.transforms.derived import VJPSplit, batch_jaxpr, cached, jvp_jaxpr, vjp_partition
+from functrans.transforms.optimize import inline_calls, optimize
 from functrans.transforms.staging import abstractify, trace_to_jaxpr
 from functrans.tree_util import PyTreeDef, tree_flatten, tree_unflatten
 
@@ -59,43 +48,8 @@ _INLINE = {jit_p: "jaxpr"}
 codegen.CALLS[jit_p] = "jaxpr"
 
 
-# ---------------------------------------------------------------------------
-# Jaxprs derived from a jit jaxpr (JVP, batched, VJP split), cached per ClosedJaxpr
-# for as long as it lives
-# ---------------------------------------------------------------------------
-
-_derived: weakref.WeakKeyDictionary[ClosedJaxpr, dict] = weakref.WeakKeyDictionary()
-_derived_lock = threading.RLock()
-
-
-def _cached(closed: ClosedJaxpr, key: Any, build: Callable[[], Any]) -> Any:
-    table = _derived.get(closed)
-    if table is not None:
-        value = table.get(key)
-        if value is not None:
-            return value
-    with _derived_lock:  # reentrant: building may trace and bind jit again
-        table = _derived.get(closed)
-        if table is None:
-            table = _derived[closed] = {}
-        value = table.get(key)
-        if value is None:
-            value = table[key] = build()
-        return value
-
-
-def _trace_derived(fun: Callable, avals: Sequence[ShapedArray], name: str):
-    """Trace a function a rule builds over a jit jaxpr. It sees only its arguments and
-    concrete constants, so it is staged on top of evaluation, away from whatever
-    transforms are active."""
-    jaxpr, consts = call_with_trace(EVAL_TRACE, trace_to_jaxpr, fun, list(avals), name)
-    assert not any(isinstance(c, Tracer) for c in consts), "a rule's jaxpr captured a tracer"
-    return jaxpr, consts
-
-
-def _stage(fun: Callable, avals: Sequence[ShapedArray], name: str) -> ClosedJaxpr:
-    jaxpr, consts = _trace_derived(fun, avals, name)
-    closed = inline_calls(ClosedJaxpr(jaxpr, consts), _INLINE)
+def _optimized(closed: ClosedJaxpr) -> ClosedJaxpr:
+    closed = inline_calls(closed, _INLINE)
     return optimize(closed) if config.jit_optimize else closed
 
 
@@ -123,12 +77,11 @@ def _jit_abstract_eval(*avals: ShapedArray, jaxpr: ClosedJaxpr, name: str) -> li
 
 def _jit_jvp(primals, tangents, *, jaxpr: ClosedJaxpr, name: str):
     nonzero = tuple(type(t) is not Zero for t in tangents)
-    tans = [t for t in tangents if type(t) is not Zero]
-    t_avals = tuple(get_aval(t).strip_weak_type() for t in tans)
-    jvp_jaxpr, out_nonzero = _cached(
-        jaxpr, ("jvp", nonzero, t_avals), lambda: _jvp_jaxpr(jaxpr, nonzero, t_avals, name)
+    jvp_closed, out_nonzero = cached(
+        jaxpr, ("jvp", nonzero), lambda: _derive(jvp_jaxpr, jaxpr, nonzero, name=f"jvp({name})")
     )
-    outs = jit_p.bind(*primals, *tans, jaxpr=jvp_jaxpr, name=f"jvp({name})")
+    tans = [t for t in tangents if type(t) is not Zero]
+    outs = jit_p.bind(*primals, *tans, jaxpr=jvp_closed, name=f"jvp({name})")
     n = len(jaxpr.out_avals)
     rest = iter(outs[n:])
     tangents_out = [
@@ -138,70 +91,41 @@ def _jit_jvp(primals, tangents, *, jaxpr: ClosedJaxpr, name: str):
     return list(outs[:n]), tangents_out
 
 
-def _jvp_jaxpr(closed: ClosedJaxpr, nonzero, t_avals, name: str):
-    n_in = len(closed.in_avals)
-    box: list = []
-
-    def jvp_fun(*args):
-        primals, tans = list(args[:n_in]), iter(args[n_in:])
-        tangents = [
-            next(tans) if nz else Zero(a.strip_weak_type())
-            for nz, a in zip(nonzero, closed.in_avals, strict=True)
-        ]
-        run = functools.partial(eval_jaxpr, closed.jaxpr, closed.consts)
-        p_out, t_out = _jvp_flat(run, primals, tangents, f"jvp({name})")
-        box.append(tuple(type(t) is not Zero for t in t_out))
-        return p_out + [t for t in t_out if type(t) is not Zero]
-
-    return _stage(jvp_fun, [*closed.in_avals, *t_avals], f"jvp({name})"), box[0]
-
-
 def _jit_batch(vals, dims, *, jaxpr: ClosedJaxpr, name: str):
-    avals = tuple(get_aval(v) for v in vals)
     dims = tuple(dims)
-    batched, out_dims = _cached(
-        jaxpr, ("batch", dims, avals), lambda: _batch_jaxpr(jaxpr, dims, avals, name)
+    size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
+    batched, out_dims = cached(
+        jaxpr,
+        ("batch", size, dims),
+        lambda: _derive(batch_jaxpr, jaxpr, size, dims, name=f"vmap({name})"),
     )
     return jit_p.bind(*vals, jaxpr=batched, name=f"vmap({name})"), list(out_dims)
 
 
-def _batch_jaxpr(closed: ClosedJaxpr, dims, avals, name: str):
-    box: list = []
-
-    def batched_fun(*vals):
-        outs, out_dims = _batch_inline(closed, vals, dims)
-        box.append(tuple(out_dims))
-        return outs
-
-    return _stage(batched_fun, avals, f"vmap({name})"), box[0]
-
-
-class _VJPSplit(NamedTuple):
-    fwd: ClosedJaxpr  # primals -> outputs + residuals
-    bwd: ClosedJaxpr  # residuals + cotangents of float outputs -> nonzero input cotangents
-    float_outs: tuple[bool, ...]
-    ct_nonzero: tuple[bool, ...]
+def _derive(transform: Callable, closed: ClosedJaxpr, *args: Any, name: str):
+    derived, info = transform(closed, *args, name=name)
+    return _optimized(derived), tuple(info)
 
 
 def _jit_reverse(parent, primals, positions, params):
     closed, name = params["jaxpr"], params["name"]
-    split = _cached(closed, ("vjp", positions), lambda: _vjp_split(closed, positions, name))
-    n = len(split.float_outs)
+    split = cached(closed, ("vjp", positions), lambda: _vjp_split(closed, positions, name))
+    n = len(closed.out_avals)
     fwd_params = dict(jaxpr=split.fwd, name=f"{name}_fwd")
     outs_and_res = parent.process_primitive(jit_p, primals, fwd_params)
     outs, residuals = list(outs_and_res[:n]), list(outs_and_res[n:])
     out_avals = closed.out_avals
 
     def backward(g):  # one cotangent (or None) per output
-        cts = [
-            _as_cotangent(c, a)
-            for c, a, f in zip(g, out_avals, split.float_outs, strict=True)
-            if f
-        ]
+        cts = [_as_cotangent(c, a) for c, a in zip(g, out_avals, strict=True) if _is_float(a)]
         in_cts = iter(jit_p.bind(*residuals, *cts, jaxpr=split.bwd, name=f"{name}_bwd"))
         return [next(in_cts) if nz else None for nz in split.ct_nonzero]
 
     return outs, backward
+
+
+def _is_float(aval: ShapedArray) -> bool:
+    return aval.dtype.kind in "fc"
 
 
 def _as_cotangent(ct: Any, aval: ShapedArray) -> Any:
@@ -213,44 +137,15 @@ def _as_cotangent(ct: Any, aval: ShapedArray) -> Any:
     return ct
 
 
-def _vjp_split(closed: ClosedJaxpr, positions: tuple[int, ...], name: str) -> _VJPSplit:
-    """Trace the VJP of ``closed`` (inputs: primals, then output cotangents) into one
-    jaxpr and split it into the part that needs only primals and the rest."""
-    in_avals, out_avals = closed.in_avals, closed.out_avals
-    float_outs = tuple(a.dtype.kind in "fc" for a in out_avals)
-    ct_avals = [a.strip_weak_type() for a, f in zip(out_avals, float_outs, strict=True) if f]
-    n_in = len(in_avals)
-    box: list = []
-
-    def vjp_fun(*args):
-        primals, cts = list(args[:n_in]), iter(args[n_in:])
-        with new_trace(ReverseTrace, f"vjp({name})") as trace:
-            ins = list(primals)
-            for i in positions:
-                ins[i] = trace.new_input(primals[i])
-            outs = eval_jaxpr(closed.jaxpr, closed.consts, *ins)
-        seeds: dict[int, Any] = {}
-        for o, f in zip(outs, float_outs, strict=True):
-            ct = next(cts) if f else None
-            if ct is not None and type(o) is ReverseTracer and o._trace is trace:
-                seeds[o.slot] = ct if o.slot not in seeds else add_p.bind(seeds[o.slot], ct)
-        wanted = [ins[i].slot for i in positions]
-        in_cts = trace.backward(seeds, wanted) if seeds else [None] * len(wanted)
-        box.append(tuple(c is not None for c in in_cts))
-        primal_outs = [
-            o.primal if type(o) is ReverseTracer and o._trace is trace else o for o in outs
-        ]
-        return primal_outs + [c for c in in_cts if c is not None]
-
-    jaxpr, consts = _trace_derived(vjp_fun, [*in_avals, *ct_avals], f"vjp({name})")
-    ct_nonzero = box[0]
-    unknown_ins = [False] * n_in + [True] * len(ct_avals)
-    unknown_outs = [False] * len(out_avals) + [True] * sum(ct_nonzero)
-    known, unknown, _ = partition_known(jaxpr, unknown_ins, unknown_outs)
-    fwd, bwd = ClosedJaxpr(known, consts), ClosedJaxpr(unknown, consts)
+def _vjp_split(closed: ClosedJaxpr, positions: tuple[int, ...], name: str) -> VJPSplit:
+    """The forward and backward jaxprs of reverse mode with respect to the inputs at
+    ``positions`` (cotangents flow from the floating outputs)."""
+    diff_in = [i in positions for i in range(len(closed.in_avals))]
+    ct_mask = [_is_float(a) for a in closed.out_avals]
+    split = vjp_partition(closed, diff_in, ct_mask, f"vjp({name})")
     if config.jit_optimize:
-        fwd, bwd = optimize(fwd), optimize(bwd)
-    return _VJPSplit(fwd, bwd, float_outs, ct_nonzero)
+        split = split._replace(fwd=optimize(split.fwd), bwd=optimize(split.bwd))
+    return split
 
 
 jit_p.def_jvp(_jit_jvp)
@@ -566,9 +461,7 @@ class Jitted:
         if extra:  # closed over tracers of an enclosing transform: explicit arguments
             jaxpr = Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
             extra, consts = consts, []
-        closed = inline_calls(ClosedJaxpr(jaxpr, consts), _INLINE)
-        if config.jit_optimize:
-            closed = optimize(closed)
+        closed = _optimized(ClosedJaxpr(jaxpr, consts))
         entry = _Entry(closed, out_trees[0])
         with self._count_lock:
             self._misses += 1
