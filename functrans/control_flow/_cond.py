@@ -16,20 +16,16 @@ from functrans.control_flow._common import (
     Traced,
     as_operand,
     aval_of,
-    batch_jaxpr,
+    batch_body,
     batch_operands,
-    call_jaxpr,
     cast,
     check_callable,
     fun_name,
-    instantiate,
     is_float,
-    jvp_jaxpr,
     leaf_paths,
     run,
     same_type,
     trace_fun,
-    vjp_jaxpr,
     with_invars,
 )
 from functrans.core import EVAL_TRACE, Primitive, ShapedArray, Tracer, Zero, current_trace, get_aval
@@ -43,6 +39,7 @@ from functrans.primitives import (
 )
 from functrans.primitives import max as lax_max
 from functrans.primitives import min as lax_min
+from functrans.transforms.derived import call_jaxpr, instantiate, jvp_jaxpr, vjp_jaxpr
 from functrans.tree_util import tree_flatten, tree_unflatten
 
 __all__ = ["cond", "cond_p", "switch"]
@@ -319,16 +316,16 @@ def _cond_batch(vals, dims, *, branches):
     if index_dim is None:
         out_batched = [False] * n_out
         for b in branches:
-            _, ob = batch_jaxpr(b, size, batched, [False] * n_out)
+            _, ob = batch_body(b, size, batched, [False] * n_out)
             out_batched = [x or y for x, y in zip(out_batched, ob, strict=True)]
-        new_branches = tuple(batch_jaxpr(b, size, batched, out_batched)[0] for b in branches)
+        new_branches = tuple(batch_body(b, size, batched, out_batched)[0] for b in branches)
         outs = cond_p.bind(index, *ops, branches=new_branches)
         return outs, [0 if b else None for b in out_batched]
     # A batched index: every branch runs on the whole batch and each lane keeps the
     # result of its own branch.
     index = batch_operands([index], [index_dim], size)[0]
     index = lax_max(lax_min(index, np.int32(len(branches) - 1)), np.int32(0))
-    results = [call_jaxpr(batch_jaxpr(b, size, batched, [True] * n_out)[0], *ops) for b in branches]
+    results = [call_jaxpr(batch_body(b, size, batched, [True] * n_out)[0], *ops) for b in branches]
     outs = results[0]
     for k in range(1, len(branches)):
         chosen = eq(index, np.int32(k))

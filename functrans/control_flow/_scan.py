@@ -23,24 +23,17 @@ import numpy as np
 from functrans.control_flow._common import (
     as_operand,
     aval_of,
-    batch_jaxpr,
+    batch_body,
     batch_operands,
-    call_jaxpr,
     check_callable,
     compiled,
-    dce,
     depends_on,
     fun_name,
-    instantiate,
     is_float,
-    jvp_jaxpr,
     leaf_paths,
-    move_axis,
     same_type,
     split,
-    trace_derived,
     tracked_outputs,
-    vjp_split,
     with_invars,
     zeros,
 )
@@ -48,6 +41,16 @@ from functrans.control_flow._loops import LoopNames, promote_init, trace_loop_bo
 from functrans.core import Primitive, ShapedArray, Zero, call_with_trace, get_aval
 from functrans.ir import ClosedJaxpr, Jaxpr
 from functrans.primitives import add
+from functrans.primitives._rules import move_axis
+from functrans.transforms.derived import (
+    VJPSplit,
+    call_jaxpr,
+    instantiate,
+    jvp_jaxpr,
+    trace_derived,
+    vjp_split,
+)
+from functrans.transforms.optimize import dce
 from functrans.tree_util import tree_flatten, tree_unflatten
 
 __all__ = ["scan", "scan_p"]
@@ -301,12 +304,12 @@ def _scan_batch(vals, dims, *, jaxpr, num_consts, num_carry, length, reverse):
     xs_b = [d is not None for d in xs_dims]
     n_ys = len(jaxpr.out_avals) - num_carry
     while True:  # the carries that become batched: a fixpoint over the body
-        _, out_b = batch_jaxpr(jaxpr, size, const_b + carry_b + xs_b, carry_b + [False] * n_ys)
+        _, out_b = batch_body(jaxpr, size, const_b + carry_b + xs_b, carry_b + [False] * n_ys)
         grown = [a or b for a, b in zip(carry_b, out_b[:num_carry], strict=True)]
         if grown == carry_b:
             break
         carry_b = grown
-    body, out_b = batch_jaxpr(jaxpr, size, const_b + carry_b + xs_b, carry_b + [False] * n_ys)
+    body, out_b = batch_body(jaxpr, size, const_b + carry_b + xs_b, carry_b + [False] * n_ys)
     # The body sees x slices batched on axis 0, so xs carry the batch on axis 1.
     xs = [x if d is None else move_axis(x, d, 1) for x, d in zip(xs, xs_dims, strict=True)]
     outs = scan_p.bind(
@@ -390,7 +393,8 @@ def _scan_reverse(parent, primals, positions, params):
         if not body_box:
             body_box.append(
                 _backward_body(
-                    parts.bwd,
+                    parts,
+                    [a for a, t in zip(in_avals, tracked, strict=True) if t],
                     kinds,
                     [v.aval for v in invariant],
                     [get_aval(a) for a in acc],
@@ -420,7 +424,7 @@ def _scan_reverse(parent, primals, positions, params):
     return primal_outs, backward
 
 
-def _backward_body(bwd, kinds, *group_avals) -> ClosedJaxpr:
+def _backward_body(parts: VJPSplit, diff_avals, kinds, *group_avals) -> ClosedJaxpr:
     """The backward loop's body: ``(*invariant residuals, *sums of the consts'
     cotangents, *carry cotangents, *stacked residuals, *xs residuals, *y cotangents)
     -> (*new sums, *carry cotangents, *xs cotangents)``."""
@@ -430,7 +434,11 @@ def _backward_body(bwd, kinds, *group_avals) -> ClosedJaxpr:
         inv, sums, ct_c, st, xr, ct_y = split(args, sizes)
         pools = {"invariant": iter(inv), "stacked": iter(st), "xs": iter(xr)}
         residuals = [next(pools[k]) for k in kinds]
-        grads = call_jaxpr(bwd, *residuals, *ct_c, *ct_y)
+        nonzero = iter(call_jaxpr(parts.bwd, *residuals, *ct_c, *ct_y))
+        grads = [
+            next(nonzero) if nz else instantiate(None, a)
+            for nz, a in zip(parts.ct_nonzero, diff_avals, strict=True)
+        ]
         d_consts, rest = grads[: len(sums)], grads[len(sums) :]
         return [add(s, d) for s, d in zip(sums, d_consts, strict=True)] + rest
 

@@ -15,20 +15,16 @@ import numpy as np
 from functrans.control_flow._common import (
     as_operand,
     aval_of,
-    batch_jaxpr,
+    batch_body,
     batch_operands,
-    call_jaxpr,
     cast,
     check_callable,
     fun_name,
-    instantiate,
     is_float,
-    jvp_jaxpr,
     leaf_paths,
     run,
     same_type,
     split,
-    trace_derived,
     trace_fun,
     with_invars,
 )
@@ -36,6 +32,7 @@ from functrans.control_flow._loops import LoopNames, promote_init, trace_loop_bo
 from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval
 from functrans.ir import Var
 from functrans.primitives import add, broadcast_in_dim, lt, reduce_max, select
+from functrans.transforms.derived import call_jaxpr, instantiate, jvp_jaxpr, trace_derived
 from functrans.tree_util import tree_flatten, tree_unflatten
 
 __all__ = ["fori_loop", "while_loop", "while_p"]
@@ -292,17 +289,17 @@ def _while_batch(vals, dims, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_ncons
     bc_b = [d is not None for d in bc_dims]
     carry_b = [d is not None for d in carry_dims]
     while True:  # the carries that become batched: a fixpoint over the body
-        _, out_b = batch_jaxpr(body_jaxpr, size, bc_b + carry_b, carry_b)
+        _, out_b = batch_body(body_jaxpr, size, bc_b + carry_b, carry_b)
         grown = [a or b for a, b in zip(carry_b, out_b, strict=True)]
         if grown == carry_b:
             break
         carry_b = grown
-    _, (pred_b,) = batch_jaxpr(cond_jaxpr, size, cc_b + carry_b, [False])
+    _, (pred_b,) = batch_body(cond_jaxpr, size, cc_b + carry_b, [False])
     if pred_b:
         # Elements finish at different iterations, so every carry differs per element.
         carry_b = [True] * len(carry)
-    cond_batched, _ = batch_jaxpr(cond_jaxpr, size, cc_b + carry_b, [False])
-    body_batched, _ = batch_jaxpr(body_jaxpr, size, bc_b + carry_b, carry_b)
+    cond_batched, _ = batch_body(cond_jaxpr, size, cc_b + carry_b, [False])
+    body_batched, _ = batch_body(body_jaxpr, size, bc_b + carry_b, carry_b)
     cond_consts = batch_operands(cond_consts, cc_dims, size)
     body_consts = batch_operands(body_consts, bc_dims, size)
     carry = batch_operands(carry, carry_dims, size, force=carry_b)

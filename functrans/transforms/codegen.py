@@ -42,7 +42,7 @@ import linecache
 import math
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -236,11 +236,14 @@ def lowered_primitives() -> set[Primitive]:
 
 
 class Compiled(NamedTuple):
-    """A compiled jaxpr: ``fn(*args)`` returns the tuple of outputs."""
+    """A compiled jaxpr: ``fn(*args)`` returns the tuple of outputs. ``typed_fn`` is
+    ``fn`` with constant scalar outputs as NumPy values of their dtype rather than
+    Python numbers, as a loop body needs so that its carry keeps its type."""
 
     fn: Callable[..., tuple]
     source: str
     fallbacks: frozenset[str]
+    typed_fn: Callable[..., Sequence]
 
 
 _RESERVED = {"np"}
@@ -642,7 +645,17 @@ def compile_jaxpr(closed: ClosedJaxpr, fn_name: str = "jitted") -> Compiled:
     code = compile(source, filename, "exec")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(code, emitter.namespace)
-    return Compiled(emitter.namespace[fn_name], source, frozenset(emitter.fallbacks))
+    fn = emitter.namespace[fn_name]
+    constant = [(k, x.aval.dtype) for k, x in enumerate(closed.jaxpr.outvars) if type(x) is Literal]
+    typed_fn = functools.partial(_typed_constants, fn, constant) if constant else fn
+    return Compiled(fn, source, frozenset(emitter.fallbacks), typed_fn)
+
+
+def _typed_constants(fn: Callable, constant: list, *args: Any) -> list[Any]:
+    outs = list(fn(*args))
+    for k, dtype in constant:
+        outs[k] = np.asarray(outs[k], dtype)[()]
+    return outs
 
 
 _cache: weakref.WeakKeyDictionary[ClosedJaxpr, Compiled] = weakref.WeakKeyDictionary()
