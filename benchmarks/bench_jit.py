@@ -74,8 +74,11 @@ def report(name: str, times: dict, baseline: str, target: float | None, ours: st
     others = {k: v for k, v in times.items() if k not in (baseline, ours)}
     extra = ", ".join(f"{k} {fmt_time(v)} ({v / base:.2f}×)" for k, v in others.items())
     ROWS.append((name, *cells, f"{ratio:.2f}×{verdict}", f"≤{target}×" if target else "", extra))
-    print(f"  {name:<34} hand {cells[0]:>10}  jit {cells[1]:>10}  ratio {ratio:5.2f}{verdict}"
-          f"   {extra}", flush=True)
+    print(
+        f"  {name:<34} hand {cells[0]:>10}  jit {cells[1]:>10}  ratio {ratio:5.2f}{verdict}"
+        f"   {extra}",
+        flush=True,
+    )
 
 
 def check(got, want, what: str, rtol: float) -> None:
@@ -247,11 +250,21 @@ def bench_first_call(repeats: int = 7):
     steady = measure({"call": lambda: jg(params, x, y)})["call"]
     med = {name: statistics.median(t) for name, t in phases.items()}
     compile_cost = med["trace"] + med["optimize"] + med["codegen"]
-    detail = (f"trace {fmt_time(med['trace'])} + optimize {fmt_time(med['optimize'])} + "
-              f"codegen/compile {fmt_time(med['codegen'])}; whole first call "
-              f"{fmt_time(med['first'])}, a cached call {fmt_time(steady)}")
-    ROWS.append(("first call of jit(grad(loss)) 784-512-10: compile cost", "",
-                 fmt_time(compile_cost), "", "≤20 ms", detail))
+    detail = (
+        f"trace {fmt_time(med['trace'])} + optimize {fmt_time(med['optimize'])} + "
+        f"codegen/compile {fmt_time(med['codegen'])}; whole first call "
+        f"{fmt_time(med['first'])}, a cached call {fmt_time(steady)}"
+    )
+    ROWS.append(
+        (
+            "first call of jit(grad(loss)) 784-512-10: compile cost",
+            "",
+            fmt_time(compile_cost),
+            "",
+            "≤20 ms",
+            detail,
+        )
+    )
     print(f"  compile cost {fmt_time(compile_cost)}: {detail}", flush=True)
 
 
@@ -266,10 +279,21 @@ def bench_call_overhead():
     raw = codegen.compile_jaxpr(ft.make_jaxpr(six)(*args)).fn
     times = measure({"jit": lambda: jitted(*args), "raw": lambda: raw(*args)})
     overhead = times["jit"] - times["raw"]
-    ROWS.append(("cache-hit call path, six array args", "", fmt_time(overhead), "", "≤10 µs",
-                 f"jitted call {fmt_time(times['jit'])}, compiled body {fmt_time(times['raw'])}"))
-    print(f"  call-path overhead {fmt_time(overhead)} (jitted {fmt_time(times['jit'])}, "
-          f"compiled body {fmt_time(times['raw'])})", flush=True)
+    ROWS.append(
+        (
+            "cache-hit call path, six array args",
+            "",
+            fmt_time(overhead),
+            "",
+            "≤10 µs",
+            f"jitted call {fmt_time(times['jit'])}, compiled body {fmt_time(times['raw'])}",
+        )
+    )
+    print(
+        f"  call-path overhead {fmt_time(overhead)} (jitted {fmt_time(times['jit'])}, "
+        f"compiled body {fmt_time(times['raw'])})",
+        flush=True,
+    )
 
 
 def bench_compile_scaling():
@@ -291,8 +315,10 @@ def bench_compile_scaling():
         codegen.compile_jaxpr(closed)
         t3 = time.perf_counter()
         total = t3 - t0
-        lines.append(f"{n} equations: trace {fmt_time(t1 - t0)}, optimize {fmt_time(t2 - t1)}, "
-                     f"codegen+compile {fmt_time(t3 - t2)}; {total / n * 1e6:.1f} µs/equation")
+        lines.append(
+            f"{n} equations: trace {fmt_time(t1 - t0)}, optimize {fmt_time(t2 - t1)}, "
+            f"codegen+compile {fmt_time(t3 - t2)}; {total / n * 1e6:.1f} µs/equation"
+        )
         print("  " + lines[-1], flush=True)
     return lines
 
@@ -321,8 +347,12 @@ def main() -> None:
     global REPEATS, MIN_TIME
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller nets")
-    parser.add_argument("--blas-threads", type=int, default=None,
-                        help="limit BLAS threads for every candidate (default: as installed)")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit BLAS threads for every candidate (default: as installed)",
+    )
     args = parser.parse_args()
     if args.quick:
         REPEATS = 5

@@ -125,8 +125,9 @@ def nested(report: Report, rng: np.random.Generator) -> None:
     z1 = W @ x + b
     delta2 = W @ z1 + b - y
     delta1 = W.T @ delta2
-    report.compare("∂L/∂W = δ₂ z₁ᵀ + δ₁ xᵀ  (one term per use)", np.outer(delta2, z1)
-                   + np.outer(delta1, x), dW)
+    report.compare(
+        "∂L/∂W = δ₂ z₁ᵀ + δ₁ xᵀ  (one term per use)", np.outer(delta2, z1) + np.outer(delta1, x), dW
+    )
     report.compare("∂L/∂b = δ₂ + δ₁", delta2 + delta1, db)
     report.jaxpr(loss, (0, 1), W, b, x, y)
 
@@ -157,17 +158,17 @@ def main(argv=None) -> int:
         "every gradient with ft.grad; print the jaxpr of each gradient."
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for the random weights")
-    parser.add_argument(
-        "--no-jaxprs", action="store_true", help="do not print the gradient jaxprs"
-    )
+    parser.add_argument("--no-jaxprs", action="store_true", help="do not print the gradient jaxprs")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     report = Report(show_jaxprs=not args.no_jaxprs)
     for example in (one_layer, two_layers, nested, batch):
         example(report, rng)
     agree = report.worst < 1e-10
-    print(f"\nlargest difference between hand formulas and ft.grad: {report.worst:.1e} "
-          f"({'agree' if agree else 'DISAGREE'})")
+    print(
+        f"\nlargest difference between hand formulas and ft.grad: {report.worst:.1e} "
+        f"({'agree' if agree else 'DISAGREE'})"
+    )
     return 0 if agree else 1
 
 

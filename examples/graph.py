@@ -48,13 +48,25 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", default="runs/graphs", help="output folder")
     parser.add_argument(
-        "--format", choices=["png", "svg", "both", "dot"], default="both",
+        "--format",
+        choices=["png", "svg", "both", "dot"],
+        default="both",
         help="images to render besides the .dot files",
     )
-    parser.add_argument("--rankdir", choices=["TB", "LR"], default="TB",
-                        help="layout: top to bottom or left to right")
-    parser.add_argument("--sizes", type=int, nargs=3, default=[4, 3, 2],
-                        metavar=("IN", "HIDDEN", "OUT"), help="layer sizes")
+    parser.add_argument(
+        "--rankdir",
+        choices=["TB", "LR"],
+        default="TB",
+        help="layout: top to bottom or left to right",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs=3,
+        default=[4, 3, 2],
+        metavar=("IN", "HIDDEN", "OUT"),
+        help="layer sizes",
+    )
     parser.add_argument("--dpi", type=int, default=110, help="resolution of the PNGs")
     args = parser.parse_args(argv)
     if min(args.sizes) < 1:
@@ -63,9 +75,12 @@ def main(argv=None) -> int:
     n_in, n_hidden, n_out = args.sizes
     rng = np.random.default_rng(0)
     example = [
-        rng.normal(size=(n_hidden, n_in)), np.zeros(n_hidden),
-        rng.normal(size=(n_out, n_hidden)), np.zeros(n_out),
-        rng.normal(size=n_in), rng.normal(size=n_out),
+        rng.normal(size=(n_hidden, n_in)),
+        np.zeros(n_hidden),
+        rng.normal(size=(n_out, n_hidden)),
+        np.zeros(n_out),
+        rng.normal(size=n_in),
+        rng.normal(size=n_out),
     ]
     graphs = {
         "forward": (ft.make_jaxpr(loss)(*example), ["L"]),
@@ -86,9 +101,11 @@ def main(argv=None) -> int:
                 written.append(viz.render(closed, path, dpi=dpi, **options))
         print("wrote " + ", ".join(written) + "\n")
     if formats and not have_dot:
-        print("Graphviz is not installed, so only the .dot files were written; install it "
-              "(apt-get install graphviz, brew install graphviz or conda install graphviz) "
-              "to render PNG/SVG, or paste the .dot text into any Graphviz viewer.")
+        print(
+            "Graphviz is not installed, so only the .dot files were written; install it "
+            "(apt-get install graphviz, brew install graphviz or conda install graphviz) "
+            "to render PNG/SVG, or paste the .dot text into any Graphviz viewer."
+        )
     return 0
 
 

@@ -51,8 +51,14 @@ def main(argv=None) -> int:
         "Hessians by ft.hessian.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--digits", type=int, nargs=2, default=[3, 8], metavar=("A", "B"),
-                        help="the two digit classes to separate")
+    parser.add_argument(
+        "--digits",
+        type=int,
+        nargs=2,
+        default=[3, 8],
+        metavar=("A", "B"),
+        help="the two digit classes to separate",
+    )
     parser.add_argument("--l2", type=float, default=1e-3, help="L2 regularisation λ")
     parser.add_argument("--iterations", type=int, default=12, help="maximum Newton steps")
     parser.add_argument("--tol", type=float, default=1e-10, help="stop when |∇L| is below")
@@ -73,15 +79,19 @@ def main(argv=None) -> int:
     test, train = order[:n_test], order[n_test:]
     loss, penalty = make_loss(X[train], y[train], args.l2)
     grad, hess = ft.grad(loss), ft.hessian(loss)
-    print(f"digits {a} (y=0) versus {b} (y=1): {len(train)} train / {len(test)} test images, "
-          f"{X.shape[1]} parameters, λ={args.l2}")
+    print(
+        f"digits {a} (y=0) versus {b} (y=1): {len(train)} train / {len(test)} test images, "
+        f"{X.shape[1]} parameters, λ={args.l2}"
+    )
 
     theta = np.zeros(X.shape[1])
     H = hess(theta)
     p = 0.5 * np.ones(len(train))
     closed_form = (X[train].T * (p * (1 - p))) @ X[train] / len(train) + args.l2 * np.diag(penalty)
-    print(f"ft.hessian vs Xᵀ diag(p(1−p)) X / n + λI at θ=0: max |difference| "
-          f"{np.max(np.abs(H - closed_form)):.1e}   (H is {H.shape[0]}x{H.shape[1]})\n")
+    print(
+        f"ft.hessian vs Xᵀ diag(p(1−p)) X / n + λI at θ=0: max |difference| "
+        f"{np.max(np.abs(H - closed_form)):.1e}   (H is {H.shape[0]}x{H.shape[1]})\n"
+    )
 
     print(" step        loss        |∇L|   Newton decrement")
     for step in range(args.iterations + 1):

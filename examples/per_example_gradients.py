@@ -101,23 +101,29 @@ def check_per_example_gradients(params, X, Y) -> float:
         float(np.max(np.abs(np.asarray(batched[k]).mean(axis=0) - batch_grad[k])))
         for k in batch_grad
     )
-    print(f"per-example gradients of a batch of {len(Y)}: "
-          + ", ".join(f"{k} {np.shape(v)}" for k, v in sorted(batched.items())))
+    print(
+        f"per-example gradients of a batch of {len(Y)}: "
+        + ", ".join(f"{k} {np.shape(v)}" for k, v in sorted(batched.items()))
+    )
     print(f"  vmap(grad) vs a Python loop of grad:     max |difference| {err_loop:.1e}")
     print(f"  mean of per-example vs batch gradient:   max |difference| {err_mean:.1e}")
     sizes = []
     for n in (8, 64):
         closed = ft.make_jaxpr(per_example_grads)(params, X[:1].repeat(n, 0), Y[:1].repeat(n))
         sizes.append(len(closed.jaxpr.eqns))
-    print(f"  traced program: {sizes[0]} equations for a batch of 8, {sizes[1]} for 64 "
-          "(no loop over examples)")
+    print(
+        f"  traced program: {sizes[0]} equations for a batch of 8, {sizes[1]} for 64 "
+        "(no loop over examples)"
+    )
     return max(err_loop, err_mean)
 
 
 def describe_norms(norms: np.ndarray, clip: float) -> None:
     q = np.quantile(norms, [0.0, 0.25, 0.5, 0.75, 1.0])
-    print(f"  per-example gradient norms: min {q[0]:.3f}  25% {q[1]:.3f}  median {q[2]:.3f}  "
-          f"75% {q[3]:.3f}  max {q[4]:.3f};  {np.mean(norms > clip):.0%} clipped at C={clip}")
+    print(
+        f"  per-example gradient norms: min {q[0]:.3f}  25% {q[1]:.3f}  median {q[2]:.3f}  "
+        f"75% {q[3]:.3f}  max {q[4]:.3f};  {np.mean(norms > clip):.0%} clipped at C={clip}"
+    )
 
 
 def main(argv=None) -> int:
@@ -144,7 +150,10 @@ def main(argv=None) -> int:
     order = rng.permutation(len(Y))
     n_test = len(Y) // 5
     X_test, Y_test, X_train, Y_train = (
-        X[order[:n_test]], Y[order[:n_test]], X[order[n_test:]], Y[order[n_test:]]
+        X[order[:n_test]],
+        Y[order[:n_test]],
+        X[order[n_test:]],
+        Y[order[n_test:]],
     )
     params = init_params(rng, args.hidden)
     batch = min(args.batch_size, len(Y_train))
@@ -155,8 +164,10 @@ def main(argv=None) -> int:
     opt = optim.sgd(args.lr, momentum=0.9)
     state = opt.init(params)
     steps = len(Y_train) // batch
-    print(f"\nDP-SGD: clip C={args.clip}, noise σ={args.noise_multiplier}, batch {batch}, "
-          f"SGD lr={args.lr} momentum 0.9, {args.epochs} epochs")
+    print(
+        f"\nDP-SGD: clip C={args.clip}, noise σ={args.noise_multiplier}, batch {batch}, "
+        f"SGD lr={args.lr} momentum 0.9, {args.epochs} epochs"
+    )
     for epoch in range(1, args.epochs + 1):
         perm = rng.permutation(len(Y_train))
         epoch_norms = []
@@ -168,8 +179,10 @@ def main(argv=None) -> int:
             params = optim.apply_updates(params, updates)
             epoch_norms.append(np.asarray(norms))
         norms = np.concatenate(epoch_norms)
-        print(f"epoch {epoch:>2}: train acc {float(accuracy(params, X_train, Y_train)):.3f}  "
-              f"test acc {float(accuracy(params, X_test, Y_test)):.3f}")
+        print(
+            f"epoch {epoch:>2}: train acc {float(accuracy(params, X_train, Y_train)):.3f}  "
+            f"test acc {float(accuracy(params, X_test, Y_test)):.3f}"
+        )
         describe_norms(norms, args.clip)
     test_acc = float(accuracy(params, X_test, Y_test))
     print(f"final test accuracy: {test_acc:.4f}")

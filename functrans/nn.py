@@ -172,9 +172,7 @@ def one_hot(labels: Any, num_classes: int, dtype: npt.DTypeLike = np.float64) ->
     """
     aval = get_aval(labels if isinstance(labels, Tracer) else np.asarray(labels))
     if aval.dtype.kind not in "iub":
-        raise TypeError(
-            f"one_hot: labels must be integers, got {aval.dtype} of shape {aval.shape}"
-        )
+        raise TypeError(f"one_hot: labels must be integers, got {aval.dtype} of shape {aval.shape}")
     if int(num_classes) != num_classes or num_classes < 0:
         raise ValueError(f"one_hot: num_classes must be a non-negative int, got {num_classes!r}")
     hits = fnp.equal(fnp.expand_dims(labels, -1), np.arange(int(num_classes)))
@@ -253,11 +251,11 @@ def _fans(name: str, shape: Sequence[int], in_axis: int, out_axis: int) -> tuple
     shape = tuple(int(n) for n in shape)
     if len(shape) < 2:
         raise ValueError(
-            f"{name}: needs a weight shape with at least 2 axes (fan-in and fan-out), "
-            f"got {shape}"
+            f"{name}: needs a weight shape with at least 2 axes (fan-in and fan-out), got {shape}"
         )
-    receptive = math.prod(n for i, n in enumerate(shape) if i not in (in_axis % len(shape),
-                                                                      out_axis % len(shape)))
+    receptive = math.prod(
+        n for i, n in enumerate(shape) if i not in (in_axis % len(shape), out_axis % len(shape))
+    )
     return shape[in_axis] * receptive, shape[out_axis] * receptive
 
 

@@ -105,9 +105,7 @@ def sgd(
                 _increment(state.count), None
             )
         trace = tree_map(lambda g, v: g + momentum * v, grads, state.trace)
-        step = (
-            tree_map(lambda g, v: g + momentum * v, grads, trace) if nesterov else trace
-        )
+        step = tree_map(lambda g, v: g + momentum * v, grads, trace) if nesterov else trace
         updates = tree_map(lambda s: -_like(lr, s) * s, step)
         return updates, SgdState(_increment(state.count), trace)
 
@@ -280,6 +278,5 @@ def _check_grads(name: str, grads: Any, like: Any) -> None:
         g_shape, s_shape = get_aval(g).shape, get_aval(s).shape
         if g_shape != s_shape:
             raise ValueError(
-                f"{name}.update: a gradient of shape {g_shape} for a parameter of shape "
-                f"{s_shape}"
+                f"{name}.update: a gradient of shape {g_shape} for a parameter of shape {s_shape}"
             )

@@ -110,7 +110,6 @@ def _check_grads(f, xs, order, modes, atol, rtol, eps, what) -> None:
         rev_what = f"VJP of {what}" if what else "VJP"
         check_vjp(f, xs, atol=atol, rtol=rtol, eps=eps, what=rev_what)
         if order > 1:
-
             # A fixed random cotangent (JAX uses the primal output, which hides second
             # derivatives wherever the output is zero).
             rng = np.random.default_rng(3)
@@ -277,8 +276,8 @@ class _Context:
 
     def check_close(self, label: str, got: Any, expected: Any, atol: float, rtol: float) -> None:
         got64 = np.asarray(got, dtype=np.float64) if _is_float(got) else np.asarray(got)
-        exp64 = np.asarray(expected, dtype=np.float64) if _is_float(expected) else np.asarray(
-            expected
+        exp64 = (
+            np.asarray(expected, dtype=np.float64) if _is_float(expected) else np.asarray(expected)
         )
         if got64.shape != exp64.shape:
             self.fail(f"{label}: shape {got64.shape}, expected {exp64.shape}")

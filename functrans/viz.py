@@ -216,9 +216,7 @@ class _DotWriter:
             srcs = [read(x) for x in eqn.invars]
             outs = " ".join(next(names) for _ in eqn.outvars)
             types = " ".join(v.aval.str_short() for v in eqn.outvars)
-            params = [
-                f"{k}={_param_text(v)}" for k, v in sorted(eqn.params.items()) if _shown(v)
-            ]
+            params = [f"{k}={_param_text(v)}" for k, v in sorted(eqn.params.items()) if _shown(v)]
             label = "\n".join([f"{outs} = {eqn.primitive.name}", *params, types])
             node = self.node(indent, label, "eqn")
             for src in srcs:
@@ -242,7 +240,7 @@ class _DotWriter:
         self.lines.append(f"{indent}subgraph {cid} {{")
         self.lines.append(
             f'{indent}  label={_quote(title)}; style="rounded,dashed"; color="#999999"; '
-            'fontsize=10;'
+            "fontsize=10;"
         )
         first = self.count
         self.jaxpr(inner, consts, indent + "  ")
@@ -271,8 +269,7 @@ def _shown(value: Any) -> bool:
     Python callables and tree structures that calls carry for their own use."""
     items = value if isinstance(value, (tuple, list)) else (value,)
     return not any(
-        isinstance(v, (Jaxpr, ClosedJaxpr, PyTreeDef))
-        or (callable(v) and not isinstance(v, type))
+        isinstance(v, (Jaxpr, ClosedJaxpr, PyTreeDef)) or (callable(v) and not isinstance(v, type))
         for v in items
     )
 

@@ -75,9 +75,9 @@ def test_out_axes():
 
 
 def test_out_axes_none_for_an_unmapped_output():
-    doubled, shifted = ft.vmap(
-        lambda a, b: (a * 2, b + 1), in_axes=(0, None), out_axes=(0, None)
-    )(M, V)
+    doubled, shifted = ft.vmap(lambda a, b: (a * 2, b + 1), in_axes=(0, None), out_axes=(0, None))(
+        M, V
+    )
     np.testing.assert_allclose(doubled, M * 2)
     np.testing.assert_allclose(shifted, V + 1)  # not broadcast over the batch
 

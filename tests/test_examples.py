@@ -31,7 +31,12 @@ def run(script: str, *args: str, cwd: Path, path: str | None = None) -> str:
         env["PATH"] = path
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, f"{script} {args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -44,7 +49,11 @@ def number_after(label: str, text: str) -> float:
 
 
 COVERED = {
-    "train_mlp.py", "backprop_by_hand.py", "per_example_gradients.py", "newton.py", "graph.py",
+    "train_mlp.py",
+    "backprop_by_hand.py",
+    "per_example_gradients.py",
+    "newton.py",
+    "graph.py",
 }
 
 
@@ -95,8 +104,13 @@ def test_backprop_by_hand(tmp_path):
     out = run("backprop_by_hand.py", cwd=tmp_path)
     assert "(agree)" in out
     assert number_after("largest difference between hand formulas and ft.grad:", out) < 1e-12
-    for formula in ("∂L/∂W = δ xᵀ", "∂L/∂x = Wᵀ δ", "∂L/∂W = δ₂ z₁ᵀ + δ₁ xᵀ",
-                    "∂L/∂b = column sum of Δ", "∂L/∂W₁ = δ₁ xᵀ"):
+    for formula in (
+        "∂L/∂W = δ xᵀ",
+        "∂L/∂x = Wᵀ δ",
+        "∂L/∂W = δ₂ z₁ᵀ + δ₁ xᵀ",
+        "∂L/∂b = column sum of Δ",
+        "∂L/∂W₁ = δ₁ xᵀ",
+    ):
         assert formula in out
     assert out.count("ft.make_jaxpr(ft.grad(loss") == 4
     assert "= matmul" in out and "= sigmoid" in out
@@ -133,8 +147,8 @@ def load_graph_example():
 def expected_nodes(closed) -> int:
     jaxpr = closed.jaxpr
     literals = sum(type(x) is Literal for e in jaxpr.eqns for x in e.invars)
-    return len(jaxpr.constvars) + len(jaxpr.invars) + len(jaxpr.eqns) + literals + len(
-        jaxpr.outvars
+    return (
+        len(jaxpr.constvars) + len(jaxpr.invars) + len(jaxpr.eqns) + literals + len(jaxpr.outvars)
     )
 
 
@@ -155,8 +169,12 @@ def test_graph(tmp_path):
         assert len(nodes) == expected_nodes(cj)
         assert "W1 (" in text and "sigmoid" in text
         if HAVE_DOT:
-            proc = subprocess.run(["dot", "-Tjson0", str(out_dir / f"{name}.dot")],
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                ["dot", "-Tjson0", str(out_dir / f"{name}.dot")],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             assert len(json.loads(proc.stdout)["objects"]) == expected_nodes(cj)
             assert (out_dir / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
             assert (out_dir / f"{name}.svg").read_text().lstrip().startswith("<?xml")

@@ -26,7 +26,10 @@ def test_golden_layer_jaxpr():
     closed = ft.make_jaxpr(layer)(W, X, b)
     assert str(closed) == GOLDEN_LAYER
     assert [e.primitive.name for e in closed.jaxpr.eqns] == [
-        "matmul", "broadcast_in_dim", "add", "sigmoid",
+        "matmul",
+        "broadcast_in_dim",
+        "add",
+        "sigmoid",
     ]
 
 

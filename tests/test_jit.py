@@ -110,8 +110,12 @@ RECORDS = {
     "subtract": (fnp.subtract, BROADCAST2, real, (F64, I64)),
     "multiply": (fnp.multiply, BROADCAST2, real, (F32, F64, I64)),
     "divide": (fnp.divide, BROADCAST2, nonzero, (F32, F64)),
-    "maximum_minimum": (lambda x, y: fnp.maximum(x, y) - fnp.minimum(x, y), BROADCAST2, real,
-                        (F64,)),
+    "maximum_minimum": (
+        lambda x, y: fnp.maximum(x, y) - fnp.minimum(x, y),
+        BROADCAST2,
+        real,
+        (F64,),
+    ),
     "comparisons": (lambda x, y: (x < y, x <= y, x == y, x != y, x > y), BROADCAST2, ints, (I64,)),
     "where": (lambda c, x, y: fnp.where(c > 0, x, y), BROADCAST3, real, (F32, F64)),
     "clip": (lambda x: fnp.clip(x, -0.5, 0.75), same(1), real, (F64,)),
@@ -119,35 +123,70 @@ RECORDS = {
     "astype": (lambda x: x.astype(np.float32) * 2.0, same(1), real, (F64, I64)),
     "sum_all": (fnp.sum, same(1), real, (F32, F64, I64)),
     "sum_axis": (lambda x: fnp.sum(x, axis=-1, keepdims=True), ND, real, (F64,)),
-    "mean_var_std": (lambda x: (fnp.mean(x, axis=0), fnp.var(x), fnp.std(x, axis=0)), ND,
-                     real, (F64,)),
-    "max_min_prod": (lambda x: (fnp.max(x, axis=0), fnp.min(x), fnp.prod(x, axis=-1)), ND,
-                     real, (F64,)),
+    "mean_var_std": (
+        lambda x: (fnp.mean(x, axis=0), fnp.var(x), fnp.std(x, axis=0)),
+        ND,
+        real,
+        (F64,),
+    ),
+    "max_min_prod": (
+        lambda x: (fnp.max(x, axis=0), fnp.min(x), fnp.prod(x, axis=-1)),
+        ND,
+        real,
+        (F64,),
+    ),
     "argmax_argmin": (lambda x: (fnp.argmax(x), fnp.argmin(x, axis=0)), ND, real, (F64,)),
     "softmax": (lambda x: ft.nn.softmax(x * 10.0), ND, real, (F32, F64)),
     "log_softmax": (lambda x: ft.nn.log_softmax(x), ND, real, (F64,)),
     "logsumexp": (lambda x: ft.nn.logsumexp(x, axis=0), ND, real, (F64,)),
     "matmul": (fnp.matmul, MATMUL, real, (F32, F64)),
-    "dot_outer": (lambda x, y: (fnp.dot(x, y), fnp.outer(x, y)), st.just([(4,), (4,)]), real,
-                  (F64,)),
-    "einsum": (lambda a, b: fnp.einsum("ij,jk->ik", a, b), st.just([(2, 3), (3, 4)]), real,
-               (F64,)),
-    "transpose_reshape": (lambda x: fnp.reshape(fnp.transpose(x), (-1,)) * 2.0, MATRIX, real,
-                          (F32, F64)),
-    "swap_moveaxis": (lambda x: fnp.moveaxis(fnp.swapaxes(x[None], 0, 2), 0, -1),
-                      MATRIX, real, (F64,)),
-    "expand_squeeze_ravel": (lambda x: fnp.ravel(fnp.squeeze(fnp.expand_dims(x, 0), 0)),
-                             same(1), real, (F64,)),
-    "broadcast_to": (lambda x: fnp.broadcast_to(x, (2, 3, 4)) + 1.0, st.just([(3, 1)]), real,
-                     (F64,)),
-    "concatenate_stack": (lambda x, y: (fnp.concatenate([x, y], axis=0), fnp.stack([x, y])),
-                          same(2, min_dims=1), real, (F64,)),
+    "dot_outer": (
+        lambda x, y: (fnp.dot(x, y), fnp.outer(x, y)),
+        st.just([(4,), (4,)]),
+        real,
+        (F64,),
+    ),
+    "einsum": (lambda a, b: fnp.einsum("ij,jk->ik", a, b), st.just([(2, 3), (3, 4)]), real, (F64,)),
+    "transpose_reshape": (
+        lambda x: fnp.reshape(fnp.transpose(x), (-1,)) * 2.0,
+        MATRIX,
+        real,
+        (F32, F64),
+    ),
+    "swap_moveaxis": (
+        lambda x: fnp.moveaxis(fnp.swapaxes(x[None], 0, 2), 0, -1),
+        MATRIX,
+        real,
+        (F64,),
+    ),
+    "expand_squeeze_ravel": (
+        lambda x: fnp.ravel(fnp.squeeze(fnp.expand_dims(x, 0), 0)),
+        same(1),
+        real,
+        (F64,),
+    ),
+    "broadcast_to": (
+        lambda x: fnp.broadcast_to(x, (2, 3, 4)) + 1.0,
+        st.just([(3, 1)]),
+        real,
+        (F64,),
+    ),
+    "concatenate_stack": (
+        lambda x, y: (fnp.concatenate([x, y], axis=0), fnp.stack([x, y])),
+        same(2, min_dims=1),
+        real,
+        (F64,),
+    ),
     "split": (lambda x: fnp.split(x, 2, axis=0), st.just([(4, 3)]), real, (F64,)),
     "slicing": (lambda x: x[1:, ::2] * x[:-1, ::2], st.just([(4, 5)]), real, (F64,)),
     "reverse_slice": (lambda x: x[::-1], ND, real, (F64,)),
     "int_index": (lambda x: x[np.array([0, 2, 2])] * 2.0, st.just([(3, 2)]), real, (F64,)),
-    "newaxis_broadcast": (lambda x, y: x[:, None] * y[None, :] + x[:, None], st.just([(3,), (4,)]),
-                          real, (F32, F64)),
+    "newaxis_broadcast": (
+        lambda x, y: x[:, None] * y[None, :] + x[:, None],
+        st.just([(3,), (4,)]),
+        real,
+        (F32, F64),
+    ),
     "bias_add": (lambda x, b: x + b, st.just([(5, 3), (3,)]), real, (F64,)),
     "mixed_scalar_broadcast": (lambda x: fnp.sum(x) + x * fnp.max(x), same(1), real, (F64,)),
 }
@@ -415,8 +454,12 @@ def mlp_loss(params, x, y):
 
 @pytest.fixture
 def mlp(rng):
-    params = (rng.normal(size=(4, 8)), rng.normal(size=8), rng.normal(size=(8, 3)),
-              rng.normal(size=3))
+    params = (
+        rng.normal(size=(4, 8)),
+        rng.normal(size=8),
+        rng.normal(size=(8, 3)),
+        rng.normal(size=3),
+    )
     x = rng.normal(size=(6, 4))
     y = np.eye(3)[rng.integers(0, 3, size=6)]
     return params, x, y
@@ -469,8 +512,7 @@ def test_vmap_of_jit_and_jit_of_vmap_of_grad(mlp, rng):
     want = [ft.grad(per_example)(params, xi, yi) for xi, yi in zip(x, y, strict=True)]
     for k in range(4):
         assert_close(grads[k], np.stack([w[k] for w in want]))
-    assert_close(ft.vmap(ft.grad(ft.jit(per_example)), in_axes=(None, 0, 0))(params, x, y),
-                 grads)
+    assert_close(ft.vmap(ft.grad(ft.jit(per_example)), in_axes=(None, 0, 0))(params, x, y), grads)
 
 
 def test_jvp_hessian_and_higher_order_through_jit(rng):
@@ -556,8 +598,13 @@ def test_golden_source_of_a_two_layer_net(rng):
         h = ft.nn.sigmoid(x @ w1 + b1)
         return h @ w2 + b2
 
-    args = (rng.normal(size=(4, 16)), rng.normal(size=16), rng.normal(size=(16, 3)),
-            rng.normal(size=3), rng.normal(size=(32, 4)))
+    args = (
+        rng.normal(size=(4, 16)),
+        rng.normal(size=16),
+        rng.normal(size=(16, 3)),
+        rng.normal(size=3),
+        rng.normal(size=(32, 4)),
+    )
     jp = ft.jit(predict)
     assert jp.source(*args) == MLP_FORWARD_SOURCE
     assert_close(jp(*args), predict(*args))

@@ -96,8 +96,9 @@ def test_sigmoid_limits_and_exact_gradients():
     # Second derivatives at 0, where max(x, 0) and |x| have kinks: sigmoid'(0) = 1/4.
     assert float(ft.grad(ft.grad(nn.softplus))(0.0)) == 0.25
     assert float(ft.grad(ft.grad(nn.log_sigmoid))(0.0)) == -0.25
-    np.testing.assert_allclose(ft.hessian(lambda x: fnp.sum(nn.softplus(x)))(np.zeros(3)),
-                               0.25 * np.eye(3))
+    np.testing.assert_allclose(
+        ft.hessian(lambda x: fnp.sum(nn.softplus(x)))(np.zeros(3)), 0.25 * np.eye(3)
+    )
 
 
 @pytest.mark.parametrize(
@@ -211,8 +212,11 @@ def test_softmax_cross_entropy_shapes_and_batches(rng):
     np.testing.assert_allclose(single, per_example[0])
     f32 = nn.softmax_cross_entropy(logits.astype(np.float32), labels)
     assert np.asarray(f32).dtype == np.float32
-    with pytest.raises(ValueError, match=r"labels of shape \(2,\) and dtype int64 do not fit "
-                                         r"logits of shape \(2, 3, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels of shape \(2,\) and dtype int64 do not fit "
+        r"logits of shape \(2, 3, 5\)",
+    ):
         nn.softmax_cross_entropy(logits, labels[:, 0])
     with pytest.raises(ValueError, match="float targets of shape"):
         nn.softmax_cross_entropy(logits, np.zeros((2, 3)))
@@ -232,8 +236,11 @@ def test_mean_squared_error(rng):
     np.testing.assert_allclose(nn.mean_squared_error(p, t), np.mean((p - t) ** 2))
     np.testing.assert_allclose(ft.grad(nn.mean_squared_error)(p, t), 2 * (p - t) / p.size)
     check_grads(nn.mean_squared_error, (p, t), order=2)
-    with pytest.raises(ValueError, match=r"predictions of shape \(4, 1\) and targets of shape "
-                                         r"\(4,\) differ"):
+    with pytest.raises(
+        ValueError,
+        match=r"predictions of shape \(4, 1\) and targets of shape "
+        r"\(4,\) differ",
+    ):
         nn.mean_squared_error(p[:, :1], t[:, 0])
 
 
@@ -250,8 +257,9 @@ def test_glorot_uniform():
     W = nn.glorot_uniform(rng, (3, 3, 16, 32))  # a convolution kernel: fans scale by 3x3
     assert np.abs(W).max() <= np.sqrt(6 / (9 * 16 + 9 * 32))
     again = nn.glorot_uniform(np.random.default_rng(0), (300, 200), np.float32)
-    np.testing.assert_array_equal(nn.glorot_uniform(np.random.default_rng(0), (300, 200),
-                                                    np.float32), again)
+    np.testing.assert_array_equal(
+        nn.glorot_uniform(np.random.default_rng(0), (300, 200), np.float32), again
+    )
 
 
 def test_he_normal():
@@ -266,8 +274,11 @@ def test_he_normal():
 def test_initializer_errors():
     with pytest.raises(TypeError, match="he_normal: rng must be a numpy.random.Generator"):
         nn.he_normal(0, (3, 4))
-    with pytest.raises(ValueError, match=r"glorot_uniform: needs a weight shape with at least "
-                                         r"2 axes .* got \(5,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"glorot_uniform: needs a weight shape with at least "
+        r"2 axes .* got \(5,\)",
+    ):
         nn.glorot_uniform(np.random.default_rng(0), (5,))
 
 

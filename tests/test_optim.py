@@ -204,8 +204,12 @@ def test_adam_matches_formula_for_any_hyperparameters(lr, b1, b2, shape):
     p0 = rng.normal(size=shape)
     grads_seq = [rng.normal(size=shape) for _ in range(3)]
     got, _ = run_optimizer(optim.adam(lr, b1=b1, b2=b2), p0, grads_seq)
-    (want,) = run_reference(adam_reference(lr, b1, b2, 1e-8, 0.0), p0, grads_seq,
-                            lambda p: (np.zeros_like(p), np.zeros_like(p)))
+    (want,) = run_reference(
+        adam_reference(lr, b1, b2, 1e-8, 0.0),
+        p0,
+        grads_seq,
+        lambda p: (np.zeros_like(p), np.zeros_like(p)),
+    )
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 

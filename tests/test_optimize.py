@@ -128,11 +128,13 @@ SIMPLIFY_CASES = {
     "add_broadcast_zeros": (lambda x: fnp.sin(x) + np.zeros(x.shape), ["sin"]),
     "mul_ones_array": (lambda x: np.ones(x.shape) * fnp.sin(x), ["sin"]),
     "scalar_plus_zeros": (
-        lambda x: fnp.sum(x) + np.zeros(x.shape), ["reduce_sum", "broadcast_in_dim"]
+        lambda x: fnp.sum(x) + np.zeros(x.shape),
+        ["reduce_sum", "broadcast_in_dim"],
     ),
     "transpose_transpose": (lambda x: fnp.transpose(fnp.transpose(fnp.sin(x))), ["sin"]),
     "transpose_compose": (
-        lambda x: fnp.transpose(fnp.transpose(x, (1, 2, 0)), (1, 0, 2)), ["transpose"]
+        lambda x: fnp.transpose(fnp.transpose(x, (1, 2, 0)), (1, 0, 2)),
+        ["transpose"],
     ),
     "reshape_reshape": (lambda x: fnp.reshape(fnp.reshape(x, (-1,)), (6, 2)), ["reshape"]),
     "reshape_roundtrip": (lambda x: fnp.reshape(fnp.reshape(fnp.sin(x), (-1,)), x.shape), ["sin"]),
@@ -151,10 +153,12 @@ SIMPLIFY_CASES = {
     "integer_pow_one": (lambda x: lax.integer_pow(fnp.sin(x), 1), ["sin"]),
     "select_same": (lambda x: fnp.where(x > 0, fnp.sin(x), fnp.sin(x)), ["sin"]),
     "broadcast_of_unit_reshape": (
-        lambda x: lax.broadcast_in_dim(
-            fnp.reshape(fnp.sum(x, axis=(1, 2), keepdims=True), (3,)), (3, 2, 2), (0,)
-        )
-        * x,
+        lambda x: (
+            lax.broadcast_in_dim(
+                fnp.reshape(fnp.sum(x, axis=(1, 2), keepdims=True), (3,)), (3, 2, 2), (0,)
+            )
+            * x
+        ),
         ["reduce_sum", "broadcast_in_dim", "mul"],
     ),
     "sum_of_broadcast_all": (
@@ -162,7 +166,8 @@ SIMPLIFY_CASES = {
         ["slice", "reshape", "sin", "reduce_sum", "mul"],
     ),
     "sum_of_broadcast_new_axis": (
-        lambda x: fnp.sum(fnp.broadcast_to(x, (4, 3, 2, 2)), axis=0), ["mul"]
+        lambda x: fnp.sum(fnp.broadcast_to(x, (4, 3, 2, 2)), axis=0),
+        ["mul"],
     ),
     "sum_of_broadcast_mixed": (
         lambda x: fnp.sum(fnp.broadcast_to(x[:, :1, :], (4, 3, 5, 2)), axis=(0, 1)),

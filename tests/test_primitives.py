@@ -175,8 +175,9 @@ def comparison_cases(draw):
         y = real(rng, shape)
         return np.where(rng.random(shape) < 0.3, np.round(y), y)
 
-    return Case({}, [float_operand(xs, lambda rng, s: np.round(real(rng, s))),
-                     float_operand(ys, y_sampler)])
+    return Case(
+        {}, [float_operand(xs, lambda rng, s: np.round(real(rng, s))), float_operand(ys, y_sampler)]
+    )
 
 
 @st.composite
@@ -267,8 +268,7 @@ def slice_cases(draw):
 def pad_cases(draw):
     shape = draw(small_shapes())
     config = tuple(
-        (draw(st.integers(0, 2)), draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-        for _ in shape
+        (draw(st.integers(0, 2)), draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in shape
     )
     return Case(dict(padding_config=config), [float_operand(shape)])
 
@@ -350,10 +350,21 @@ def matmul_cases(draw):
 # --- the table -----------------------------------------------------------------------------
 
 for _name, _sampler in [
-    ("neg", real), ("exp", real), ("log", uniform(0.3, 3.0)), ("log1p", uniform(-0.5, 2.0)),
-    ("expm1", real), ("tanh", real), ("sigmoid", real), ("sin", real), ("cos", real),
-    ("tan", uniform(-1.2, 1.2)), ("atan", real), ("sqrt", uniform(0.3, 3.0)),
-    ("abs", away_from_zero), ("sign", away_from_zero), ("floor", between_integers),
+    ("neg", real),
+    ("exp", real),
+    ("log", uniform(0.3, 3.0)),
+    ("log1p", uniform(-0.5, 2.0)),
+    ("expm1", real),
+    ("tanh", real),
+    ("sigmoid", real),
+    ("sin", real),
+    ("cos", real),
+    ("tan", uniform(-1.2, 1.2)),
+    ("atan", real),
+    ("sqrt", uniform(0.3, 3.0)),
+    ("abs", away_from_zero),
+    ("sign", away_from_zero),
+    ("floor", between_integers),
 ]:
     record(getattr(lax, f"{_name}_p"), unary_cases(_sampler))
 
@@ -596,20 +607,23 @@ BATCH_PROGRAMS = {
     "matmul, batched matrix": (lambda w, x: lax.matmul(w, x), ((3, 4), (4,)), (0, None)),
     "matmul, batched vector": (lambda w, x: lax.matmul(w, x), ((3, 4), (4,)), (None, 0)),
     "matmul, both batched": (lambda w, x: lax.matmul(w, x), ((3, 4), (4, 2)), (0, 1)),
-    "gather, batched operand": (
-        lambda x: lax.gather(x, [np.array([0, 2, 2])]), ((4, 3),), (1,)),
-    "gather, batched indices": (
-        lambda x, i: lax.gather(x, [i]), ((4, 3), "index"), (None, 0)),
+    "gather, batched operand": (lambda x: lax.gather(x, [np.array([0, 2, 2])]), ((4, 3),), (1,)),
+    "gather, batched indices": (lambda x, i: lax.gather(x, [i]), ((4, 3), "index"), (None, 0)),
     "scatter_add, both batched": (
-        lambda o, u, i: lax.scatter_add(o, u, [i]), ((4, 2), (3, 2), "index"), (0, 0, 0)),
+        lambda o, u, i: lax.scatter_add(o, u, [i]),
+        ((4, 2), (3, 2), "index"),
+        (0, 0, 0),
+    ),
     "reduce_sum": (lambda x: lax.reduce_sum(x, (1,)), ((2, 3),), (1,)),
     "reduce_prod": (lambda x: lax.reduce_prod(x, (0, 1)), ((2, 3),), (0,)),
     "concatenate, one unbatched": (
-        lambda x, y: lax.concatenate([x, y], 0), ((2, 3), (1, 3)), (0, None)),
+        lambda x, y: lax.concatenate([x, y], 0),
+        ((2, 3), (1, 3)),
+        (0, None),
+    ),
     "mul, batched scalar": (lambda s, x: lax.mul(s, x), ((), (2, 3)), (0, None)),
     "transpose": (lambda x: lax.transpose(x, (2, 0, 1)), ((2, 3, 4),), (2,)),
-    "select": (
-        lambda x, y: lax.select(lax.gt(x, y), x, y), ((2, 3), (2, 3)), (0, 1)),
+    "select": (lambda x, y: lax.select(lax.gt(x, y), x, y), ((2, 3), (2, 3)), (0, 1)),
 }
 
 

@@ -39,7 +39,6 @@ def expected_counts(jaxpr):
     return nodes, edges
 
 
-
 @pytest.fixture(params=["forward", "gradient"])
 def closed(request):
     if request.param == "forward":

@@ -68,6 +68,8 @@ CALLS: dict[Primitive, str] = {custom_jvp_call_p: "call_jaxpr", custom_vjp_call_
 
 # Temporaries smaller than this are not worth an ``out=`` argument.
 REUSE_MIN_SIZE = 64
+
+
 class Lowering(NamedTuple):
     """How to write one primitive in NumPy.
 
@@ -167,21 +169,41 @@ LOWERINGS: dict[Primitive, Lowering] = {
     **{
         prim: _ufunc(name, operator)
         for prim, name, operator in [
-            (P.add_p, "add", "+"), (P.sub_p, "subtract", "-"), (P.mul_p, "multiply", "*"),
-            (P.div_p, "divide", "/"), (P.neg_p, "negative", "-"), (P.eq_p, "equal", "=="),
-            (P.ne_p, "not_equal", "!="), (P.lt_p, "less", "<"), (P.le_p, "less_equal", "<="),
-            (P.gt_p, "greater", ">"), (P.ge_p, "greater_equal", ">="),
+            (P.add_p, "add", "+"),
+            (P.sub_p, "subtract", "-"),
+            (P.mul_p, "multiply", "*"),
+            (P.div_p, "divide", "/"),
+            (P.neg_p, "negative", "-"),
+            (P.eq_p, "equal", "=="),
+            (P.ne_p, "not_equal", "!="),
+            (P.lt_p, "less", "<"),
+            (P.le_p, "less_equal", "<="),
+            (P.gt_p, "greater", ">"),
+            (P.ge_p, "greater_equal", ">="),
         ]
     },
     **{
         prim: _ufunc(name)
         for prim, name in [
-            (P.exp_p, "exp"), (P.log_p, "log"), (P.log1p_p, "log1p"),
-            (P.expm1_p, "expm1"), (P.tanh_p, "tanh"), (P.sin_p, "sin"), (P.cos_p, "cos"),
-            (P.tan_p, "tan"), (P.atan_p, "arctan"), (P.sqrt_p, "sqrt"), (P.abs_p, "absolute"),
-            (P.sign_p, "sign"), (P.floor_p, "floor"), (P.max_p, "maximum"),
-            (P.min_p, "minimum"), (P.pow_p, "power"), (P.not_p, "logical_not"),
-            (P.and_p, "logical_and"), (P.or_p, "logical_or"),
+            (P.exp_p, "exp"),
+            (P.log_p, "log"),
+            (P.log1p_p, "log1p"),
+            (P.expm1_p, "expm1"),
+            (P.tanh_p, "tanh"),
+            (P.sin_p, "sin"),
+            (P.cos_p, "cos"),
+            (P.tan_p, "tan"),
+            (P.atan_p, "arctan"),
+            (P.sqrt_p, "sqrt"),
+            (P.abs_p, "absolute"),
+            (P.sign_p, "sign"),
+            (P.floor_p, "floor"),
+            (P.max_p, "maximum"),
+            (P.min_p, "minimum"),
+            (P.pow_p, "power"),
+            (P.not_p, "logical_not"),
+            (P.and_p, "logical_and"),
+            (P.or_p, "logical_or"),
         ]
     },  # fmt: skip
     P.integer_pow_p: Lowering(_integer_pow, elementwise=True, out="operand"),
@@ -327,23 +349,19 @@ class _Emitter:
             return self.names[v]
         name = self.materialized.get(v)
         if name is None:
-            src = (
-                self.literal(self.literal_of[v], False)
-                if v in self.literal_of
-                else self.names[v]
-            )
+            src = self.literal(self.literal_of[v], False) if v in self.literal_of else self.names[v]
             name = self.materialized[v] = next(self.fresh)
             self.lines.append(f"{name} = np.broadcast_to({src}, {_ints(v.aval.shape)})")
         return name
 
     def operands(self, eqn: JaxprEqn, elementwise: bool) -> list[str]:
         atoms = [self.literal_of.get(a, a) if type(a) is Var else a for a in eqn.invars]
-        lazy = elementwise and np.broadcast_shapes(
-            *map(self.runtime_shape, eqn.invars)
-        ) == eqn.outvars[0].aval.shape
-        strong = {
-            a.aval.dtype for a in atoms if type(a) is Var and not a.aval.weak_type
-        }
+        lazy = (
+            elementwise
+            and np.broadcast_shapes(*map(self.runtime_shape, eqn.invars))
+            == eqn.outvars[0].aval.shape
+        )
+        strong = {a.aval.dtype for a in atoms if type(a) is Var and not a.aval.weak_type}
         args = []
         for a, orig in zip(atoms, eqn.invars, strict=True):
             if type(a) is Literal:
@@ -585,9 +603,7 @@ class _Emitter:
         name = f"impl{self.num_fallbacks}"
         self.num_fallbacks += 1
         self.namespace[name] = impl
-        args = [
-            self.literal(a, False) if type(a) is Literal else self.full(a) for a in eqn.invars
-        ]
+        args = [self.literal(a, False) if type(a) is Literal else self.full(a) for a in eqn.invars]
         for a in eqn.invars:  # an impl may return its operand itself: never reuse it
             if type(a) is Var:
                 self.pinned.add(self.owner(a))
@@ -621,9 +637,7 @@ class _Emitter:
         if self.needs_errstate:
             body = ['with np.errstate(over="ignore"):'] + [indent + line for line in body]
         header = [f"def {fn_name}({', '.join(self.params)}):"]
-        consts = [
-            f"# {self.names[v]}: constant {v.aval.str_short()}" for v in self.jaxpr.constvars
-        ]
+        consts = [f"# {self.names[v]}: constant {v.aval.str_short()}" for v in self.jaxpr.constvars]
         return "\n".join(consts + header + [indent + line for line in body]) + "\n"
 
 

@@ -142,8 +142,10 @@ def _custom_vjp_reverse(parent, primals, positions, params):
         )
 
     def backward(g):
-        g = [_instantiate(c) if c is not None else np.zeros(get_aval(o).shape, get_aval(o).dtype)
-             for c, o in zip(g, out_leaves, strict=True)]
+        g = [
+            _instantiate(c) if c is not None else np.zeros(get_aval(o).shape, get_aval(o).dtype)
+            for c, o in zip(g, out_leaves, strict=True)
+        ]
         cts = bwd(residuals, tree_unflatten(out_tree, g))
         if not isinstance(cts, (tuple, list)):
             raise TypeError(f"custom_vjp: bwd of {params['name']} must return a tuple")

@@ -70,7 +70,8 @@ def _eqn(prim: Primitive, invars: Sequence[Atom], params: dict, out: Var | None 
 def _has_sub_jaxpr(params: dict) -> bool:
     return any(
         isinstance(v, (Jaxpr, ClosedJaxpr))
-        or isinstance(v, (tuple, list)) and any(isinstance(u, (Jaxpr, ClosedJaxpr)) for u in v)
+        or isinstance(v, (tuple, list))
+        and any(isinstance(u, (Jaxpr, ClosedJaxpr)) for u in v)
         for v in params.values()
     )
 
