@@ -611,3 +611,13 @@ def test_check_grads_holds_integer_leaves_fixed_and_checks_its_arguments():
     check_grads(lambda x, i: x[i] ** 2, (X, np.array([2, 0, 0])), order=2)
     with pytest.raises(ValueError, match="modes"):
         check_grads(fnp.sin, (X,), modes=("forward",))
+
+
+def test_custom_vjp_fwd_may_return_python_numbers():
+    @ft.custom_vjp
+    def double(x):
+        return x * 2.0
+
+    double.defvjp(lambda x: (2.0 * float(x), None), lambda res, g: (2.0 * g,))
+    g = ft.grad(lambda x: double(x) * double(x))(np.float32(3.0))  # d/dx (2x)^2 = 8x
+    assert float(g) == 24.0 and g.dtype == np.float32

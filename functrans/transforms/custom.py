@@ -140,6 +140,11 @@ def _custom_vjp_reverse(parent, primals, positions, params):
             f"custom_vjp: fwd of {params['name']} returned an output of structure {fwd_tree}, "
             f"but the function returns {out_tree}"
         )
+    # fwd may compute with Python numbers; its outputs are typed as the function's are.
+    out_leaves = [
+        o if isinstance(o, Tracer) else np.asarray(o, aval.dtype)[()]
+        for o, aval in zip(out_leaves, params["call_jaxpr"].out_avals, strict=True)
+    ]
 
     def backward(g):
         g = [
