@@ -24,7 +24,7 @@ from functrans.core import (
     new_trace,
 )
 from functrans.errors import ConcretizationTypeError
-from functrans.primitives import broadcast_in_dim, transpose
+from functrans.primitives._rules import broadcast_batched
 from functrans.transforms.staging import as_array_arg
 from functrans.tree_util import broadcast_prefix, tree_flatten, tree_unflatten
 
@@ -85,27 +85,6 @@ class BatchTrace(Trace):
             "single Python value. Use functrans.numpy.where for elementwise choices or "
             "functrans.lax.cond for branches."
         )
-
-
-def _moveaxis(x: Any, src: int, dst: int) -> Any:
-    if src == dst:
-        return x
-    ndim = get_aval(x).ndim
-    perm = [i for i in range(ndim) if i != src]
-    perm.insert(dst, src)
-    if isinstance(x, np.ndarray):
-        return np.transpose(x, perm)
-    return transpose(x, perm)
-
-
-def _broadcast_out(x: Any, size: int, axis: int) -> Any:
-    aval = get_aval(x)
-    shape = list(aval.shape)
-    shape.insert(axis, size)
-    dims = tuple(i if i < axis else i + 1 for i in range(aval.ndim))
-    if isinstance(x, (np.ndarray, np.generic, bool, int, float, complex)):
-        return np.broadcast_to(np.expand_dims(np.asarray(x), axis), shape)
-    return broadcast_in_dim(x, tuple(shape), dims)
 
 
 def vmap(
@@ -199,9 +178,9 @@ def _finish_output(name: str, trace: BatchTrace, out: Any, out_axis: int | None,
             f"{name}: out_axes {out_axis} is out of range for an output of rank {ndim}"
         )
     out_axis %= ndim
-    if not batched:
-        return _broadcast_out(out, size, out_axis)
-    return _moveaxis(out.val, out.bdim, out_axis)
+    if batched:
+        return broadcast_batched(out.val, out.bdim, size, out_axis)
+    return broadcast_batched(out, None, size, out_axis)  # unmapped: broadcast along it
 
 
 def _mapped_size(name, leaves, leaf_axes, owners, axis_size) -> int:
