@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Primitive, Tracer, Zero, call_with_trace, get_aval, new_trace
-from functrans.ir import ClosedJaxpr, eval_jaxpr
+from functrans.ir import ClosedJaxpr
 from functrans.primitives import stop_gradient as _stop_gradient
+from functrans.transforms import derived
 from functrans.tree_util import tree_flatten, tree_map, tree_unflatten
 
 __all__ = ["custom_jvp", "custom_vjp", "stop_gradient"]
@@ -57,15 +58,11 @@ def _trace_call(fun: Callable, leaves: Sequence[Any], in_tree, name: str):
     return ClosedJaxpr(hoisted, []), consts, out_tree_box[0]
 
 
-def _eval_call(call_jaxpr: ClosedJaxpr, *args: Any) -> list[Any]:
-    return eval_jaxpr(call_jaxpr.jaxpr, call_jaxpr.consts, *args)
-
-
 def _jvp_inline(call_jaxpr, primals, tangents):
     """Forward mode through the call's own program (its implementation)."""
     from functrans.transforms.ad import _jvp_flat
 
-    call = functools.partial(_eval_call, call_jaxpr)
+    call = functools.partial(derived.call_jaxpr, call_jaxpr)
     return _jvp_flat(call, list(primals), list(tangents), "jvp")
 
 
@@ -76,7 +73,7 @@ def _batch_inline(call_jaxpr, vals, dims):
     with new_trace(BatchTrace, "vmap", axis_size=size) as trace:
         pairs = zip(vals, dims, strict=True)
         ins = [v if d is None else BatchTracer(trace, v, d) for v, d in pairs]
-        outs = _eval_call(call_jaxpr, *ins)
+        outs = derived.call_jaxpr(call_jaxpr, *ins)
         results = [
             (o.val, o.bdim) if type(o) is BatchTracer and o._trace is trace else (o, None)
             for o in outs
@@ -86,7 +83,7 @@ def _batch_inline(call_jaxpr, vals, dims):
 
 def _def_call_primitive(name: str) -> Primitive:
     prim = Primitive(name, multiple_results=True)
-    prim.def_impl(lambda *args, call_jaxpr, **_: _eval_call(call_jaxpr, *args))
+    prim.def_impl(lambda *args, call_jaxpr, **_: derived.call_jaxpr(call_jaxpr, *args))
     prim.def_abstract_eval(lambda *avals, call_jaxpr, **_: call_jaxpr.out_avals)
     prim.def_batch(lambda vals, dims, call_jaxpr, **_: _batch_inline(call_jaxpr, vals, dims))
     return prim
@@ -105,10 +102,6 @@ def _check_no_differentiated_closure(kind: str, name: str, closed_over: bool) ->
 
 def _any_tracer(leaves: Sequence[Any]) -> bool:
     return any(isinstance(x, Tracer) for x in leaves)
-
-
-def _instantiate(t: Any) -> Any:
-    return np.zeros(t.aval.shape, t.aval.dtype) if type(t) is Zero else t
 
 
 # ---------------------------------------------------------------------------
@@ -147,10 +140,7 @@ def _custom_vjp_reverse(parent, primals, positions, params):
     ]
 
     def backward(g):
-        g = [
-            _instantiate(c) if c is not None else np.zeros(get_aval(o).shape, get_aval(o).dtype)
-            for c, o in zip(g, out_leaves, strict=True)
-        ]
+        g = [derived.instantiate(c, get_aval(o)) for c, o in zip(g, out_leaves, strict=True)]
         cts = bwd(residuals, tree_unflatten(out_tree, g))
         if not isinstance(cts, (tuple, list)):
             raise TypeError(f"custom_vjp: bwd of {params['name']} must return a tuple")
@@ -226,7 +216,13 @@ custom_jvp_call_p = _def_call_primitive("custom_jvp_call")
 
 def _custom_jvp_jvp(primals, tangents, *, num_consts, jvp, in_tree, out_tree, name, **_):
     args = tree_unflatten(in_tree, primals[num_consts:])
-    tans = tree_unflatten(in_tree, [_instantiate(t) for t in tangents[num_consts:]])
+    tans = tree_unflatten(
+        in_tree,
+        [
+            derived.instantiate(t, get_aval(p).strip_weak_type())
+            for t, p in zip(tangents[num_consts:], primals[num_consts:], strict=True)
+        ],
+    )
     result = jvp(args, tans)
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
         raise TypeError(f"custom_jvp: the rule of {name} must return (out, tangent_out)")
@@ -247,7 +243,7 @@ def _custom_jvp_reverse(parent, primals, positions, params):
     num_consts = params["num_consts"]
     closed_over = any(i < num_consts for i in positions)
     _check_no_differentiated_closure("custom_jvp", params["name"], closed_over)
-    outs = call_with_trace(parent, _eval_call, params["call_jaxpr"], *primals)
+    outs = call_with_trace(parent, derived.call_jaxpr, params["call_jaxpr"], *primals)
     args = primals[num_consts:]
 
     def backward(g):
