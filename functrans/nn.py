@@ -121,11 +121,18 @@ def log_sigmoid(x: Any) -> Any:
     return -softplus(-x)
 
 
+def _peak(x: Any, axis: Any) -> Any:
+    """``max(x, axis, keepdims=True)`` without a derivative: the shift that keeps
+    ``exp(x - peak)`` from overflowing. Where the maximum is infinite ``x - peak`` is
+    NaN, and so is every softmax of such a row (``-inf - -inf``, ``inf / inf``)."""
+    return stop_gradient(fnp.max(x, axis=axis, keepdims=True))
+
+
 def _finite_peak(x: Any, axis: Any) -> Any:
-    """``max(x, axis, keepdims=True)`` without a derivative, and 0 where the maximum is
-    infinite (a row of ``-inf`` logits), so that ``x - peak`` never makes a NaN."""
-    peak = stop_gradient(fnp.max(x, axis=axis, keepdims=True))
-    return fnp.where(fnp.less(fnp.abs(peak), np.inf), peak, 0)
+    """``_peak``, but 0 where the maximum is infinite, so that the log-sum-exp of a
+    row of ``-inf`` is ``-inf`` rather than NaN."""
+    peak = _peak(x, axis)
+    return fnp.where(lax.is_finite(peak), peak, 0)
 
 
 def logsumexp(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
@@ -148,7 +155,7 @@ def log_softmax(x: Any, axis: int = -1) -> Any:
     >>> log_softmax(np.array([1000.0, 0.0]))
     array([    0., -1000.])
     """
-    shifted = x - _finite_peak(x, axis)
+    shifted = x - _peak(x, axis)
     return shifted - fnp.log(fnp.sum(fnp.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -158,7 +165,7 @@ def softmax(x: Any, axis: int = -1) -> Any:
     >>> softmax(np.array([1000.0, 1000.0]))
     array([0.5, 0.5])
     """
-    unnormalized = fnp.exp(x - _finite_peak(x, axis))
+    unnormalized = fnp.exp(x - _peak(x, axis))
     return unnormalized / fnp.sum(unnormalized, axis=axis, keepdims=True)
 
 

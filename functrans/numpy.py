@@ -630,14 +630,10 @@ def _def_float_test(numpy_fun, test, integer_value: bool):
     return _numpy_api(numpy_fun)(traced)
 
 
-def _finite(x: Any) -> Any:
-    return lax.eq(lax.sub(x, x), get_aval(x).dtype.type(0))  # inf - inf and nan are nan
-
-
 isnan = _def_float_test(np.isnan, lambda x: lax.ne(x, x), False)
-isfinite = _def_float_test(np.isfinite, _finite, True)
+isfinite = _def_float_test(np.isfinite, lax.is_finite, True)
 isinf = _def_float_test(
-    np.isinf, lambda x: lax.logical_not(lax.logical_or(_finite(x), lax.ne(x, x))), False
+    np.isinf, lambda x: lax.logical_not(lax.logical_or(lax.is_finite(x), lax.ne(x, x))), False
 )
 
 

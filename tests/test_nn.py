@@ -303,3 +303,15 @@ def test_two_layer_network_trains_a_step(rng):
     stepped = {k: params[k] - 0.5 * grads[k] for k in params}
     assert loss(stepped) < value
     check_grads(loss, (params,), order=1)
+
+
+def test_a_row_of_minus_infinity():
+    logits = np.array([[-np.inf, -np.inf], [0.0, -np.inf]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.testing.assert_array_equal(nn.logsumexp(logits, axis=-1), [-np.inf, 0.0])
+        out = nn.log_softmax(logits)
+        probs = nn.softmax(logits)
+    # As in NumPy's own arithmetic: nothing to normalise over is NaN, a masked entry is -inf.
+    assert np.isnan(out[0]).all() and np.isnan(probs[0]).all()
+    np.testing.assert_array_equal(out[1], [0.0, -np.inf])
+    np.testing.assert_array_equal(probs[1], [1.0, 0.0])

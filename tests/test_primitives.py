@@ -74,6 +74,12 @@ def with_zeros(rng, shape):
     return np.where(rng.random(shape) < 0.25, 0.0, x)
 
 
+def with_nonfinite(rng, shape):
+    # is_finite: infinities of both signs and NaNs among ordinary numbers.
+    special = rng.choice([np.inf, -np.inf, np.nan], shape)
+    return np.where(rng.random(shape) < 0.4, special, rng.standard_normal(shape))
+
+
 # ---------------------------------------------------------------------------
 # Cases and records
 # ---------------------------------------------------------------------------
@@ -382,6 +388,7 @@ for _name in ["eq", "ne", "lt", "le", "gt", "ge"]:
 record(lax.and_p, logical_cases())
 record(lax.or_p, logical_cases())
 record(lax.not_p, logical_cases(1))
+record(lax.is_finite_p, unary_cases(with_nonfinite), finite_differences=False)
 record(lax.select_p, select_cases())
 record(lax.convert_element_type_p, convert_cases())
 record(lax.broadcast_in_dim_p, broadcast_in_dim_cases())

@@ -291,6 +291,13 @@ gt_p, gt = _comparison("gt", np.greater)
 ge_p, ge = _comparison("ge", np.greater_equal)
 
 not_p, logical_not = _unary("not", np.logical_not, kinds="b", zero_derivative=True)
+is_finite_p, is_finite = _unary(
+    "is_finite",
+    np.isfinite,
+    zero_derivative=True,
+    out_dtype=np.bool_,
+    doc="True where ``x`` is neither infinite nor NaN (``numpy.isfinite``); boolean.",
+)
 and_p, logical_and = _comparison("and", np.logical_and)
 or_p, logical_or = _comparison("or", np.logical_or)
 
@@ -408,6 +415,7 @@ __all__ = [name for name in dir() if name.endswith("_p")] + [
     "gt",
     "instantiate",
     "integer_pow",
+    "is_finite",
     "le",
     "log",
     "log1p",
