@@ -151,6 +151,12 @@ SIMPLIFY_CASES = {
         ["sin"],
     ),
     "integer_pow_one": (lambda x: lax.integer_pow(fnp.sin(x), 1), ["sin"]),
+    "times_reciprocal": (lambda x: fnp.sin(x) * (1.0 / fnp.cos(x)), ["sin", "cos", "div"]),
+    "reciprocal_times": (lambda x: (1.0 / fnp.cos(x)) * fnp.sin(x), ["cos", "sin", "div"]),
+    "times_reciprocal_of_scalar": (
+        lambda x: fnp.sin(x) * (1.0 / fnp.sum(x)),
+        ["sin", "reduce_sum", "div"],
+    ),
     "select_same": (lambda x: fnp.where(x > 0, fnp.sin(x), fnp.sin(x)), ["sin"]),
     "broadcast_of_unit_reshape": (
         lambda x: (
@@ -200,6 +206,21 @@ def test_simplify_keeps_stop_gradient_and_real_work(rng):
     before = jaxpr_of(lambda x: ft.stop_gradient(x) * 2.0 + x * 0.5, x)
     after = opt.optimize(before)
     assert prims(after) == prims(before)
+
+
+def test_reciprocal_used_elsewhere_is_kept(rng):
+    x = rng.normal(size=3)
+    before = jaxpr_of(lambda x: (fnp.sin(x) * (1.0 / x), 1.0 / x), x)
+    after = opt.optimize(before)
+    check_pass(before, after, x)
+    assert sorted(prims(after)) == ["div", "div", "sin"]
+
+
+def test_log_derivative_divides(rng):
+    x = rng.uniform(1, 2, size=3)
+    after = ft.make_jaxpr(ft.jit(ft.grad(lambda x: fnp.sum(fnp.log(x) * x))))(x).eqns[0]
+    assert prims(after.params["jaxpr"]).count("div") == 1
+    assert "mul" not in prims(after.params["jaxpr"])
 
 
 def test_multiply_by_zero_is_kept_for_ieee_semantics(rng):

@@ -218,6 +218,16 @@ def _simplify_mul(eqn, producers):
         return _forward(x, out)
     if _is_value(x, producers, 1):
         return _forward(y, out)
+    # x * (1 / d) -> x / d: derivative rules write partials such as log's as 1 / x.
+    for a, b in ((x, y), (y, x)):
+        inner = producers.get(b)
+        if (
+            inner is not None
+            and inner.primitive is div_p
+            and _is_value(inner.invars[0], producers, 1)
+            and inner.invars[1].aval.shape == b.aval.shape
+        ):
+            return [_eqn(div_p, [a, inner.invars[1]], {}, out)]
     return None
 
 
@@ -372,9 +382,9 @@ _SIMPLIFY = {
 
 def simplify(jaxpr: Jaxpr) -> Jaxpr:
     """Algebraic simplification of what autodiff and vmap emit: ``x * 1``, ``x + 0``,
-    ``x - 0``, ``x / 1``, ``-(-x)``, transposes of transposes, reshapes of reshapes,
-    no-op reshapes, broadcasts and dtype conversions, ``select(p, x, x)``, and
-    ``reduce_sum`` of a broadcast (a sum of the operand, scaled)."""
+    ``x - 0``, ``x / 1``, ``x * (1 / y)``, ``-(-x)``, transposes of transposes, reshapes
+    of reshapes, no-op reshapes, broadcasts and dtype conversions, ``select(p, x, x)``,
+    and ``reduce_sum`` of a broadcast (a sum of the operand, scaled)."""
     env: dict[Var, Atom] = {}
     producers: dict[Var, JaxprEqn] = {}
     eqns: list[JaxprEqn] = []
