@@ -579,17 +579,17 @@ def test_integer_outputs_and_inputs_under_grad(rng):
 # ---------------------------------------------------------------------------
 
 MLP_FORWARD_SOURCE = """\
+@np.errstate(over="ignore")
 def jitted(a, b, c, d, e):
-    with np.errstate(over="ignore"):
-        f = e @ a
-        g = np.add(f, b, out=f)
-        h = np.negative(g, out=g)
-        np.exp(h, out=h)
-        np.add(h, 1.0, out=h)
-        np.reciprocal(h, out=h)
-        i = h @ c
-        j = np.add(i, d, out=i)
-        return (j,)
+    f = e @ a
+    g = np.add(f, b, out=f)
+    h = np.negative(g, out=g)
+    np.exp(h, out=h)
+    np.add(h, 1.0, out=h)
+    np.reciprocal(h, out=h)
+    i = h @ c
+    j = np.add(i, d, out=i)
+    return (j,)
 """
 
 
@@ -632,6 +632,15 @@ def test_sigmoid_lowerings_are_accurate_and_silent(size, dtype):
         got = jf(x)
     assert_close(got, (ft.nn.sigmoid(x), ft.nn.sigmoid(x[0])))
     assert "scipy" not in jf.source(x) and "expit" not in jf.source(x)  # NumPy only
+
+
+@pytest.mark.parametrize("dtype", [np.float16, F32, F64])
+def test_float_literals_are_written_as_short_as_their_dtype_allows(dtype):
+    jf = ft.jit(lambda x: x * 0.1 + 1e-3)
+    x = np.arange(3).astype(dtype)
+    source = jf.source(x)
+    assert "0.1" in source and "0.001" in source, source
+    np.testing.assert_array_equal(jf(x), (lambda x: x * 0.1 + 1e-3)(x))
 
 
 def test_keepdims_reductions_and_weak_scalar_conversions(mlp):

@@ -39,7 +39,6 @@ import functools
 import itertools
 import keyword
 import linecache
-import math
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -65,6 +64,10 @@ __all__ = [
 # Call primitives whose bodies code generation inlines (primitive -> param holding
 # the ClosedJaxpr). ``jit`` adds its own primitive.
 CALLS: dict[Primitive, str] = {custom_jvp_call_p: "call_jaxpr", custom_vjp_call_p: "call_jaxpr"}
+
+# NumPy 2's errstate decorator keeps its state per call; NumPy 1's shares one saved
+# state between all calls of the decorated function, which threads would mix up.
+_ERRSTATE_DECORATES = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 # Temporaries smaller than this are not worth an ``out=`` argument.
 REUSE_MIN_SIZE = 64
@@ -202,6 +205,7 @@ LOWERINGS: dict[Primitive, Lowering] = {
             (P.min_p, "minimum"),
             (P.pow_p, "power"),
             (P.not_p, "logical_not"),
+            (P.is_finite_p, "isfinite"),
             (P.and_p, "logical_and"),
             (P.or_p, "logical_or"),
         ]
@@ -277,12 +281,15 @@ def _identifiers() -> Iterator[str]:
     return (n for n in var_names() if not keyword.iskeyword(n) and n not in _RESERVED)
 
 
-def _float_text(value: float) -> str:
-    if math.isnan(value):
+def _float_text(value: Any, dtype: np.dtype) -> str:
+    """The shortest decimal that reads back as ``value`` in ``dtype`` (``0.1``, not
+    ``0.10000000149011612``, for a float32)."""
+    value = dtype.type(value)
+    if np.isnan(value):
         return "np.nan"
-    if math.isinf(value):
+    if np.isinf(value):
         return "np.inf" if value > 0 else "-np.inf"
-    return repr(value)
+    return repr(float(value)) if dtype == np.float64 else str(value)
 
 
 _compile_count = itertools.count()
@@ -324,7 +331,7 @@ class _Emitter:
         if dtype.kind == "b":
             return "True" if value else "False"
         if dtype.kind == "f":
-            text = _float_text(float(value))
+            text = _float_text(value, dtype)
         elif dtype.kind in "iu":
             text = repr(int(value))
         else:
@@ -634,9 +641,12 @@ class _Emitter:
         comma = "," if len(outs) == 1 else ""
         body = self.lines + [f"return ({', '.join(outs)}{comma})"]
         indent = "    "
-        if self.needs_errstate:
-            body = ['with np.errstate(over="ignore"):'] + [indent + line for line in body]
         header = [f"def {fn_name}({', '.join(self.params)}):"]
+        if self.needs_errstate and _ERRSTATE_DECORATES:
+            # Half the per-call cost of a ``with`` block.
+            header.insert(0, '@np.errstate(over="ignore")')
+        elif self.needs_errstate:
+            body = ['with np.errstate(over="ignore"):'] + [indent + line for line in body]
         consts = [f"# {self.names[v]}: constant {v.aval.str_short()}" for v in self.jaxpr.constvars]
         return "\n".join(consts + header + [indent + line for line in body]) + "\n"
 
