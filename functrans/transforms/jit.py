@@ -184,21 +184,22 @@ def _flatten_fast(xs: Any, leaves: list, key: list) -> int:
             leaf(x)
             item(x.shape)
             item(x.dtype)
-        elif t is float or t is int or t is bool or t is complex:
-            leaf(x)
+            continue
+        if t is dict:
+            try:
+                names = sorted(x)
+            except TypeError:
+                return -1
+            item(tuple(names))
+            children = map(x.__getitem__, names)
+        elif t is tuple or t is list:
             item(t)
-        elif t is tuple or t is list or t is dict:
-            if t is dict:
-                try:
-                    names = tuple(sorted(x))
-                except TypeError:
-                    return -1
-                item(names)
-                x = [x[k] for k in names]
-            else:
-                item(t)
-                item(len(x))
-            for v in x:  # arrays inline; anything else recursively
+            item(len(x))
+            children = x
+        else:
+            children = None
+        if children is not None:
+            for v in children:  # arrays inline; anything else recursively
                 if type(v) is _ndarray:
                     leaf(v)
                     item(v.shape)
@@ -208,6 +209,9 @@ def _flatten_fast(xs: Any, leaves: list, key: list) -> int:
                     if s < 0:
                         return s
                     status |= s
+        elif t is float or t is int or t is bool or t is complex:
+            leaf(x)
+            item(t)
         elif x is None:
             item(None)
         elif isinstance(x, Tracer):
@@ -253,8 +257,9 @@ def _unflattener(tree: PyTreeDef) -> Callable[[tuple], Any] | None:
             return f"({inner})"
         if t.node_type is list:
             return f"[{inner}]"
-        if t.node_type is dict:
-            return f"dict(zip({constant(t.aux)}, ({inner})))"
+        if t.node_type is dict:  # a display: faster than dict(zip(...))
+            items = (f"{constant(k)}: {p}" for k, p in zip(t.aux, parts, strict=True))
+            return "{" + ", ".join(items) + "}"
         if issubclass(t.node_type, tuple) and hasattr(t.node_type, "_fields"):
             return f"{constant(t.node_type)}({inner})"
         return None  # a registered class: its own unflatten function
