@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from _harness import blas_info, compare
-from mlp import autograd_step_factory, functrans_step, init, numpy_step
+from mlp import LEARNING_RATE, autograd_step_factory, functrans_step, init, numpy_step
 from mlp import loss as mlp_loss
 
 import functrans as ft
@@ -39,6 +39,9 @@ except ImportError:  # pragma: no cover
 try:
     import jax
     import jax.numpy as jnp
+
+    # Without x64, JAX silently computes the float64 rows in float32.
+    jax.config.update("jax_enable_x64", True)
 except ImportError:  # pragma: no cover
     jax = None
 try:
@@ -87,6 +90,22 @@ def check(got, want, what: str, rtol: float) -> None:
         np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol, err_msg=what)
 
 
+def as_numpy(tree):
+    """A peer's result (JAX arrays, torch tensors) as NumPy arrays, for ``check``."""
+
+    def leaf(v):
+        if torch is not None and isinstance(v, torch.Tensor):
+            return v.detach().numpy()
+        return np.asarray(v)
+
+    return ft.tree_util.tree_map(leaf, tree)
+
+
+# Peers take NumPy inputs where they accept them (JAX does), like hand and jit; torch
+# does not, so its tensors are made once outside the timing (torch.from_numpy shares
+# the memory, no copy).
+
+
 # ---------------------------------------------------------------------------
 # MLP training step (benchmarks/mlp.py): 2-layer, sigmoid hidden, softmax
 # cross-entropy, SGD; the whole step under one jit
@@ -95,20 +114,36 @@ def check(got, want, what: str, rtol: float) -> None:
 jit_step = ft.jit(functrans_step)
 
 
+def jax_mlp_loss(params, x, y):  # pragma: no cover - optional
+    h = jax.nn.sigmoid(x @ params["W1"] + params["b1"])
+    logits = h @ params["W2"] + params["b2"]
+    return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * y, axis=1))
+
+
 def jax_step_fn():  # pragma: no cover - optional
-    from mlp import LEARNING_RATE
-
-    def loss(params, x, y):
-        h = jax.nn.sigmoid(x @ params["W1"] + params["b1"])
-        logits = h @ params["W2"] + params["b2"]
-        return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * y, axis=1))
-
     @jax.jit
     def step(params, x, y):
-        grads = jax.grad(loss)(params, x, y)
+        grads = jax.grad(jax_mlp_loss)(params, x, y)
         return {k: params[k] - LEARNING_RATE * grads[k] for k in params}
 
     return lambda *a: jax.block_until_ready(step(*a))
+
+
+def torch_step_fn():  # pragma: no cover - optional
+    def loss(params, x, y):
+        h = torch.sigmoid(x @ params["W1"] + params["b1"])
+        logits = h @ params["W2"] + params["b2"]
+        return -torch.mean(torch.sum(torch.log_softmax(logits, dim=1) * y, dim=1))
+
+    def step(params, x, y):
+        # autograd.grad rather than backward(): nothing accumulates in .grad between calls
+        grads = torch.autograd.grad(loss(params, x, y), list(params.values()))
+        with torch.no_grad():
+            return {
+                k: p - LEARNING_RATE * g for (k, p), g in zip(params.items(), grads, strict=True)
+            }
+
+    return step
 
 
 def bench_mlp(sizes, batch, dtype, target):
@@ -125,7 +160,15 @@ def bench_mlp(sizes, batch, dtype, target):
         candidates["autograd"] = lambda: a_step(params, x, y)
     if jax is not None:  # pragma: no cover
         j_step = jax_step_fn()
+        check(as_numpy(j_step(params, x, y)), numpy_step(params, x, y), "jax step", tol)
         candidates["jax.jit"] = lambda: j_step(params, x, y)
+    if torch is not None:  # pragma: no cover
+        t_step = torch_step_fn()
+        # Leaves that require grad, so that autograd.grad can differentiate by them.
+        t_params = {k: torch.from_numpy(v).requires_grad_() for k, v in params.items()}
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        check(as_numpy(t_step(t_params, tx, ty)), numpy_step(params, x, y), "torch step", tol)
+        candidates["torch"] = lambda: t_step(t_params, tx, ty)
     name = f"MLP step {'-'.join(map(str, sizes))} b{batch} {np.dtype(dtype).name}"
     report(name, measure(candidates), "hand", target)
 
@@ -170,22 +213,42 @@ def bench_chain():
     check(j_chain(x), hand_chain(x), "chain", 1e-12)
     check(j_grad(x), hand_chain_grad(x), "chain grad", 1e-10)
     variants = {"hand": lambda: hand_chain(x), "jit": lambda: j_chain(x)}
+    grad_variants = {"hand": lambda: hand_chain_grad(x), "jit": lambda: j_grad(x)}
     if autograd is not None:
-        a_chain = autograd_chain_fn()
+        a_chain = chain_with(anp)
         variants["autograd"] = lambda: a_chain(x)
-    report("100-op chain, 10-vector", measure(variants), "hand", 1.2)
-    variants = {"hand": lambda: hand_chain_grad(x), "jit": lambda: j_grad(x)}
-    if autograd is not None:
-        a_grad = autograd.grad(lambda x: anp.sum(autograd_chain_fn()(x)))
+        a_grad = autograd.grad(lambda x: anp.sum(a_chain(x)))
         check(a_grad(x), hand_chain_grad(x), "autograd chain grad", 1e-10)
-        variants["autograd"] = lambda: a_grad(x)
-    report("gradient of the chain", measure(variants), "hand", 1.2)
+        grad_variants["autograd"] = lambda: a_grad(x)
+    if jax is not None:  # pragma: no cover
+        jj_chain = jax.jit(chain_with(jnp))
+        jj_grad = jax.jit(jax.grad(lambda x: jnp.sum(chain_with(jnp)(x))))
+        check(as_numpy(jj_chain(x)), hand_chain(x), "jax chain", 1e-12)
+        check(as_numpy(jj_grad(x)), hand_chain_grad(x), "jax chain grad", 1e-10)
+        variants["jax.jit"] = lambda: jj_chain(x).block_until_ready()
+        grad_variants["jax.jit"] = lambda: jj_grad(x).block_until_ready()
+    if torch is not None:  # pragma: no cover
+        t_chain = chain_with(torch)
+        tx = torch.from_numpy(x)
+        tx_req = tx.clone().requires_grad_()  # kept apart: the forward row builds no graph
+
+        def t_grad():
+            return torch.autograd.grad(t_chain(tx_req).sum(), tx_req)[0]
+
+        check(as_numpy(t_chain(tx)), hand_chain(x), "torch chain", 1e-12)
+        check(as_numpy(t_grad()), hand_chain_grad(x), "torch chain grad", 1e-10)
+        variants["torch"] = lambda: t_chain(tx)
+        grad_variants["torch"] = t_grad
+    report("100-op chain, 10-vector", measure(variants), "hand", 1.2)
+    report("gradient of the chain", measure(grad_variants), "hand", 1.2)
 
 
-def autograd_chain_fn():
+def chain_with(lib):
+    """The chain on a peer's arrays: ``lib`` is autograd.numpy, jax.numpy or torch."""
+
     def chain(x):
         for _ in range(20):
-            x = anp.cos(anp.tanh(anp.sin(x) * 1.1) + 0.3)
+            x = lib.cos(lib.tanh(lib.sin(x) * 1.1) + 0.3)
         return x
 
     return chain
@@ -214,6 +277,15 @@ def bench_hessian():
     if autograd is not None:
         a_hess = autograd.hessian(lambda x: anp.sum(anp.tanh(anp.dot(a, x))))
         variants["autograd"] = lambda: a_hess(x)
+    if jax is not None:  # pragma: no cover
+        jj_hess = jax.jit(jax.hessian(lambda x: jnp.sum(jnp.tanh(a @ x))))
+        check(as_numpy(jj_hess(x)), hand_hessian(x), "jax hessian", 1e-10)
+        variants["jax.jit"] = lambda: jj_hess(x).block_until_ready()
+    if torch is not None:  # pragma: no cover
+        ta, tx = torch.from_numpy(a), torch.from_numpy(x)
+        t_hess = torch.func.hessian(lambda x: torch.sum(torch.tanh(ta @ x)))
+        check(as_numpy(t_hess(tx)), hand_hessian(x), "torch hessian", 1e-10)
+        variants["torch"] = lambda: t_hess(tx)
     report("Hessian of sum(tanh(A@x)), n=50", measure(variants), "hand", 5.0)
 
 
@@ -255,6 +327,14 @@ def bench_first_call(repeats: int = 7):
         f"codegen/compile {fmt_time(med['codegen'])}; whole first call "
         f"{fmt_time(med['first'])}, a cached call {fmt_time(steady)}"
     )
+    if jax is not None:  # pragma: no cover
+        jax_first = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            # A fresh grad function each time, so jax.jit's caches all miss.
+            jax.block_until_ready(jax.jit(jax.grad(jax_mlp_loss))(params, x, y))
+            jax_first.append(time.perf_counter() - t0)
+        detail += f"; jax.jit first call {fmt_time(statistics.median(jax_first))}"
     ROWS.append(
         (
             "first call of jit(grad(loss)) 784-512-10: compile cost",
@@ -329,8 +409,10 @@ def bench_compile_scaling():
 def machine() -> list[str]:
     others = [
         "autograd" if autograd else "autograd: not installed",
-        f"jax {jax.__version__}" if jax else "jax: not installed",
-        f"torch {torch.__version__}" if torch else "torch: not installed",
+        f"jax {jax.__version__} ({jax.default_backend()}, x64)" if jax else "jax: not installed",
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        if torch
+        else "torch: not installed",
     ]
     info = [
         f"Python {platform.python_version()}, NumPy {np.__version__}, {platform.machine()}, "
@@ -361,6 +443,8 @@ def main() -> None:
         from threadpoolctl import threadpool_limits
 
         limit = threadpool_limits(limits=args.blas_threads, user_api="blas")
+        if torch is not None:  # its OpenMP pool is no BLAS pool: threadpool_limits skips it
+            torch.set_num_threads(args.blas_threads)
     with limit:
         run(args.quick)
 
