@@ -49,11 +49,15 @@ def time_per_call(fun: Callable[[], object], min_time: float = 0.05) -> float:
 def compare(
     candidates: dict[str, Callable[[], object]], repeats: int = 7, min_time: float = 0.05
 ) -> dict[str, float]:
-    """Median seconds per call of each candidate, measured in interleaved rounds."""
+    """Median seconds per call of each candidate, measured in interleaved rounds. The
+    order rotates from round to round, so that no candidate always runs right after
+    the same other one (whose threads or caches may still be busy)."""
     samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fun in candidates.items():
-            samples[name].append(time_per_call(fun, min_time))
+    names = list(candidates)
+    for r in range(repeats):
+        start = r % len(names)
+        for name in names[start:] + names[:start]:
+            samples[name].append(time_per_call(candidates[name], min_time))
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 

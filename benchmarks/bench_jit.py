@@ -376,8 +376,9 @@ def bench_call_overhead():
     )
 
 
-def bench_compile_scaling():
-    """Trace, optimize and compile time per equation for long programs."""
+def bench_compile_scaling(repeats: int = 3):
+    """Trace, optimize and compile time per equation for long programs (the median of
+    ``repeats`` compilations of each: a single one may meet a garbage collection)."""
     x = np.ones(5)
     lines = []
     for n in (1000, 2000, 5000, 10000):
@@ -387,17 +388,21 @@ def bench_compile_scaling():
                 x = fnp.sin(x) if i % 2 else x * 1.0001
             return x
 
-        t0 = time.perf_counter()
-        jaxpr, consts = staging.trace_to_jaxpr(lambda x: [chain(x)], [ft.core.get_aval(x)])
-        t1 = time.perf_counter()
-        closed = optimize.optimize(ft.ClosedJaxpr(jaxpr, consts))
-        t2 = time.perf_counter()
-        codegen.compile_jaxpr(closed)
-        t3 = time.perf_counter()
-        total = t3 - t0
+        phases: list[tuple[float, float, float]] = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jaxpr, consts = staging.trace_to_jaxpr(lambda x: [chain(x)], [ft.core.get_aval(x)])
+            t1 = time.perf_counter()
+            closed = optimize.optimize(ft.ClosedJaxpr(jaxpr, consts))
+            t2 = time.perf_counter()
+            codegen.compile_jaxpr(closed)
+            t3 = time.perf_counter()
+            phases.append((t1 - t0, t2 - t1, t3 - t2))
+        trace, opt, gen = (statistics.median(p) for p in zip(*phases, strict=True))
+        total = trace + opt + gen
         lines.append(
-            f"{n} equations: trace {fmt_time(t1 - t0)}, optimize {fmt_time(t2 - t1)}, "
-            f"codegen+compile {fmt_time(t3 - t2)}; {total / n * 1e6:.1f} µs/equation"
+            f"{n} equations: trace {fmt_time(trace)}, optimize {fmt_time(opt)}, "
+            f"codegen+compile {fmt_time(gen)}; {total / n * 1e6:.1f} µs/equation"
         )
         print("  " + lines[-1], flush=True)
     return lines
@@ -435,6 +440,12 @@ def main() -> None:
         default=None,
         help="limit BLAS threads for every candidate (default: as installed)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["mlp", "tiny", "chain", "hessian", "compile"],
+        default=None,
+        help="run one section (tiny: the 2-8-2 MLP step alone)",
+    )
     args = parser.parse_args()
     if args.quick:
         REPEATS = 5
@@ -446,33 +457,39 @@ def main() -> None:
         if torch is not None:  # its OpenMP pool is no BLAS pool: threadpool_limits skips it
             torch.set_num_threads(args.blas_threads)
     with limit:
-        run(args.quick)
+        run(args.quick, args.only)
 
 
-def run(quick: bool) -> None:
+def run(quick: bool, only: str | None = None) -> None:
     for line in machine():
         print(line)
-    print("\nMLP training step (forward + backward + SGD update, one jit):")
-    sizes = [((2, 8, 2), 4, 1.3), ((784, 128, 10), 32, 1.10), ((784, 512, 10), 256, 1.05)]
-    if not quick:
-        sizes.append(((1024, 2048, 1024), 512, 1.05))
-    for dims, batch, target in sizes:
-        for dtype in (np.float32, np.float64):
-            bench_mlp(dims, batch, dtype, target)
-    print("\nElementwise chain:")
-    bench_chain()
-    print("\nHessian:")
-    bench_hessian()
-    print("\nCompilation:")
-    bench_first_call()
-    bench_call_overhead()
-    scaling = bench_compile_scaling()
+    if only in (None, "mlp", "tiny"):
+        print("\nMLP training step (forward + backward + SGD update, one jit):")
+        sizes = [((2, 8, 2), 4, 1.3), ((784, 128, 10), 32, 1.10), ((784, 512, 10), 256, 1.05)]
+        if not quick:
+            sizes.append(((1024, 2048, 1024), 512, 1.05))
+        for dims, batch, target in sizes[:1] if only == "tiny" else sizes:
+            for dtype in (np.float32, np.float64):
+                bench_mlp(dims, batch, dtype, target)
+    if only in (None, "chain"):
+        print("\nElementwise chain:")
+        bench_chain()
+    if only in (None, "hessian"):
+        print("\nHessian:")
+        bench_hessian()
+    scaling = []
+    if only in (None, "compile"):
+        print("\nCompilation:")
+        bench_first_call()
+        bench_call_overhead()
+        scaling = bench_compile_scaling()
 
     print("\n| benchmark | hand NumPy | functrans jit | ratio | target | others (ratio to hand) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for row in ROWS:
         print("| " + " | ".join(row) + " |")
-    print("\nCompile time vs program size:")
+    if scaling:
+        print("\nCompile time vs program size:")
     for line in scaling:
         print(f"- {line}")
     print(machine()[-1])
