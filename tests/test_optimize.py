@@ -223,6 +223,47 @@ def test_log_derivative_divides(rng):
     assert "mul" not in prims(after.params["jaxpr"])
 
 
+NEGATION_CASES = {
+    # (function of x, y; primitives after optimize)
+    "absorbed_by_add": (lambda x, y: x + (-fnp.sin(y)) * y, ["sin", "mul", "sub"]),
+    "through_sum_and_reshape": (
+        lambda x, y: x + fnp.sum(-y, axis=1, keepdims=True) / fnp.cos(x),
+        ["reduce_sum", "broadcast_in_dim", "cos", "div", "sub"],
+    ),
+    "minus_minus": (lambda x, y: -x - (-y), ["sub"]),
+    "both_negative": (lambda x, y: (-x) * (-y), ["mul"]),
+    "taken_by_a_literal": (lambda x, y: fnp.exp((-x) * 3.0), ["mul", "exp"]),
+    "subtrahend_negated": (lambda x, y: (-x) - y, ["add", "neg"]),
+    "through_transpose": (lambda x, y: y + fnp.transpose(-x), ["transpose", "sub"]),
+}
+
+
+@pytest.mark.parametrize("name", list(NEGATION_CASES))
+def test_sink_negations(name, rng):
+    fun, expected = NEGATION_CASES[name]
+    x, y = rng.normal(size=(2, 3, 3))
+    before = jaxpr_of(fun, x, y)
+    after = opt.optimize(before)
+    check_pass(before, after, x, y)
+    assert sorted(prims(after)) == sorted(expected), f"{before}\n{after}"
+    # Exact: moving a sign changes no rounding.
+    for got, want in zip(run(after, x, y), run(before, x, y), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_negation_with_other_uses_stays(rng):
+    x = rng.normal(size=3)
+    before = jaxpr_of(lambda x: (fnp.exp(-x) + 1.0, (-x) * 2.0 + x), x)
+    after = opt.optimize(before)
+    check_pass(before, after, x)
+    assert prims(after).count("neg") == 1
+
+
+def test_sink_negations_alone_returns_the_same_jaxpr_when_nothing_moves(rng):
+    before = jaxpr_of(lambda x: fnp.exp(-x), rng.normal(size=3))
+    assert opt.sink_negations(before.jaxpr) is before.jaxpr
+
+
 def test_multiply_by_zero_is_kept_for_ieee_semantics(rng):
     before = jaxpr_of(lambda x: x * 0.0, rng.normal(size=3))
     after = opt.optimize(before)
@@ -358,6 +399,8 @@ def test_partition_known_splits_forward_and_backward(rng):
 UNARY = {
     "tanh": fnp.tanh,
     "neg": fnp.negative,
+    "neg_row_sum": lambda a: fnp.sum(-a, axis=0, keepdims=True) * a,
+    "scale": lambda a: a * -0.5,
     "mul_one": lambda a: a * 1.0,
     "add_zero": lambda a: 0.0 + a,
     "double_t": lambda a: fnp.transpose(fnp.transpose(a)),

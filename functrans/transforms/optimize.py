@@ -50,6 +50,7 @@ __all__ = [
     "prune_consts",
     "simplify",
     "simplify_for_display",
+    "sink_negations",
     "uniform_consts",
 ]
 
@@ -414,6 +415,84 @@ def simplify(jaxpr: Jaxpr) -> Jaxpr:
 
 
 # ---------------------------------------------------------------------------
+# Sinking negations
+# ---------------------------------------------------------------------------
+
+
+def _use_counts(jaxpr: Jaxpr) -> dict[Var, int]:
+    uses: dict[Var, int] = {}
+    for a in [a for e in jaxpr.eqns for a in e.invars] + list(jaxpr.outvars):
+        if type(a) is Var:
+            uses[a] = uses.get(a, 0) + 1
+    return uses
+
+
+def sink_negations(jaxpr: Jaxpr) -> Jaxpr:
+    """Move a negation that has one use past the multiplication, division, sum,
+    reshape, broadcast or transpose that uses it, until an addition or subtraction
+    absorbs it (``x + -y`` is ``x - y``), a scalar literal takes it (``2 * -y`` is
+    ``-2 * y``), or another negation cancels it. Reverse mode writes ``-g`` for the
+    cotangent of a subtrahend, so gradients have such chains (the cross-entropy's
+    through its log-sum-exp). Every step is exact in floating point: negation only
+    flips a sign bit."""
+    uses = _use_counts(jaxpr)
+    negated: dict[Var, Atom] = {}  # output of a single-use neg -> its operand
+    env: dict[Var, Atom] = {}
+    eqns: list[JaxprEqn] = []
+    moved = False
+
+    def emit(eqn: JaxprEqn, invars: list[Atom], prim: Primitive, negate: bool) -> None:
+        out = eqn.outvars[0]
+        if not negate:
+            eqns.append(JaxprEqn(prim, invars, [out], eqn.params))
+            return
+        inner = JaxprEqn(prim, invars, [Var(out.aval)], eqn.params)
+        eqns.extend([inner, _eqn(neg_p, inner.outvars, {}, out)])
+        if uses.get(out, 0) == 1:
+            negated[out] = inner.outvars[0]
+
+    for eqn in jaxpr.eqns:
+        invars = _subst(eqn.invars, env)
+        prim = eqn.primitive
+        signs = [type(a) is Var and a in negated for a in invars]
+        if prim not in _NEGATION_SINKS or not any(signs):
+            if invars != eqn.invars:
+                eqn = JaxprEqn(prim, invars, eqn.outvars, eqn.params)
+            eqns.append(eqn)
+            if prim is neg_p and uses.get(eqn.outvars[0], 0) == 1:
+                negated[eqn.outvars[0]] = invars[0]
+            continue
+        moved = True
+        plain = [negated[a] if sign else a for a, sign in zip(invars, signs, strict=True)]
+        if prim is neg_p:  # -(-x)
+            env[eqn.outvars[0]] = plain[0]
+        elif prim is add_p or prim is sub_p:
+            x, y = plain
+            neg_x, neg_y = signs[0], signs[1] != (prim is sub_p)  # x ± y as x + (±y)
+            if neg_x and neg_y:
+                emit(eqn, [x, y], add_p, negate=True)  # -x - y = -(x + y)
+            elif neg_x:
+                emit(eqn, [y, x], sub_p, negate=False)  # -x + y = y - x
+            else:
+                emit(eqn, [x, y], sub_p if neg_y else add_p, negate=False)
+        else:  # mul, div, sums and moves of elements: the sign comes out
+            negate = sum(signs) % 2 == 1
+            for i, a in enumerate(plain):
+                if negate and type(a) is Literal:
+                    plain[i], negate = Literal(-a.val, a.aval), False
+            emit(eqn, plain, prim, negate)
+    if not moved:
+        return jaxpr
+    return Jaxpr(jaxpr.constvars, jaxpr.invars, _subst(jaxpr.outvars, env), eqns)
+
+
+_NEGATION_SINKS = {
+    *(neg_p, add_p, sub_p, mul_p, div_p, reduce_sum_p),
+    *(reshape_p, broadcast_in_dim_p, transpose_p),
+}
+
+
+# ---------------------------------------------------------------------------
 # Passes that read constants
 # ---------------------------------------------------------------------------
 
@@ -605,15 +684,16 @@ def partition_known(
 def optimize(
     closed: ClosedJaxpr, inline: Mapping[Primitive, str] | None = None, rounds: int = 4
 ) -> ClosedJaxpr:
-    """Inline the calls in ``inline``, then simplify, fold constants, merge common
-    subexpressions and drop dead code until the program stops shrinking."""
+    """Inline the calls in ``inline``, then fold constants, simplify, sink negations,
+    merge common subexpressions and drop dead code until the program stops
+    shrinking."""
     if inline:
         closed = inline_calls(closed, inline)
     closed = uniform_consts(closed)
     for _ in range(rounds):
         size = len(closed.jaxpr.eqns)
         closed = fold_constants(closed)
-        jaxpr = dce(cse(simplify(compose_broadcasts(closed.jaxpr))))
+        jaxpr = dce(cse(sink_negations(simplify(compose_broadcasts(closed.jaxpr)))))
         closed = ClosedJaxpr(jaxpr, closed.consts)
         if len(jaxpr.eqns) == size:
             break
