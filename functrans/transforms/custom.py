@@ -3,7 +3,9 @@
 
 A call of a decorated function inside a transform binds one primitive holding the
 function's jaxpr (so staging, batching and evaluation see an ordinary program) and
-the user's rule (so differentiation uses it).
+the user's rule (so differentiation uses it). Under ``vmap`` the primitive is bound
+again with its jaxpr batched and the rule vmapped, so ``grad(vmap(f))`` still uses
+the rule.
 """
 
 from __future__ import annotations
@@ -79,6 +81,31 @@ def _batch_inline(call_jaxpr, vals, dims):
             for o in outs
         ]
     return [r[0] for r in results], [r[1] for r in results]
+
+
+def _batch_call(prim: Primitive, vals, dims, params, batch_rules: Callable[..., dict]):
+    """Batching rule of a custom call: bind ``prim`` again on the batched arguments
+    (batch axis first), with its program batched and the user's rules vmapped by
+    ``batch_rules(params, arg_axes)``, so that differentiating the batched call still
+    uses them. A batched closed-over value would reach the rules only through their
+    own closure, so then the call is inlined (its implementation is what gets
+    differentiated)."""
+    num_consts = params["num_consts"]
+    if any(d is not None for d in dims[:num_consts]):
+        return _batch_inline(params["call_jaxpr"], vals, dims)
+    from functrans.primitives._rules import broadcast_batched
+
+    size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
+    in_dims = [None if d is None else 0 for d in dims]
+    pairs = zip(vals, dims, strict=True)
+    vals = [v if d is None else broadcast_batched(v, d, size, 0) for v, d in pairs]
+    n_out = len(params["call_jaxpr"].out_avals)
+    call, _ = derived.batch_jaxpr(
+        params["call_jaxpr"], size, in_dims, out_axis=0, force=[True] * n_out
+    )
+    arg_axes = tree_unflatten(params["in_tree"], in_dims[num_consts:])
+    new_params = {**params, "call_jaxpr": call, **batch_rules(params, arg_axes)}
+    return prim.bind(*vals, **new_params), [0] * n_out
 
 
 def _def_call_primitive(name: str) -> Primitive:
@@ -157,8 +184,34 @@ def _custom_vjp_reverse(parent, primals, positions, params):
     return out_leaves, backward
 
 
+def _custom_vjp_batch_rules(params: dict, arg_axes: tuple) -> dict:
+    from functrans import numpy as fnp
+    from functrans.transforms.batching import vmap
+
+    fwd, bwd = params["fwd"], params["bwd"]
+    unbatched = [a is None for a in tree_flatten(arg_axes, is_leaf=lambda x: x is None)[0]]
+
+    def batched_bwd(residuals, g):
+        cts = vmap(lambda r, c: tuple(bwd(r, c)))(residuals, g)
+        leaves, tree = tree_flatten(cts, is_leaf=lambda x: x is None)
+        if len(leaves) == len(unbatched):  # else the reverse rule reports the mismatch
+            # An argument shared by the whole batch gets the sum of its cotangents.
+            leaves = [
+                fnp.sum(c, axis=0) if c is not None and shared else c
+                for c, shared in zip(leaves, unbatched, strict=True)
+            ]
+        return tree_unflatten(tree, leaves)
+
+    return {"fwd": vmap(fwd, in_axes=arg_axes), "bwd": batched_bwd}
+
+
 custom_vjp_call_p.def_jvp(_custom_vjp_jvp)
 custom_vjp_call_p.reverse = _custom_vjp_reverse
+custom_vjp_call_p.def_batch(
+    lambda vals, dims, **params: _batch_call(
+        custom_vjp_call_p, vals, dims, params, _custom_vjp_batch_rules
+    )
+)
 
 
 class custom_vjp:
@@ -271,8 +324,20 @@ def _custom_jvp_rule(primals, tangents, **params):
     return _custom_jvp_jvp(primals, tangents, **params)
 
 
+def _custom_jvp_batch_rules(params: dict, arg_axes: tuple) -> dict:
+    from functrans.transforms.batching import vmap
+
+    # A tangent is batched exactly where its primal is (the rule receives both).
+    return {"jvp": vmap(params["jvp"], in_axes=(arg_axes, arg_axes))}
+
+
 custom_jvp_call_p.def_jvp(_custom_jvp_rule)
 custom_jvp_call_p.reverse = _custom_jvp_reverse
+custom_jvp_call_p.def_batch(
+    lambda vals, dims, **params: _batch_call(
+        custom_jvp_call_p, vals, dims, params, _custom_jvp_batch_rules
+    )
+)
 
 
 class custom_jvp:
