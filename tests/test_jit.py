@@ -235,10 +235,23 @@ def test_cache_hits_and_misses_per_signature():
     jf(x3.astype(np.float32), 2.0)  # new dtype
     jf(x3, 2)  # int instead of float
     jf(x3, np.float64(2.0))  # a NumPy scalar is not weakly typed
-    assert jf.cache_info() == ft.transforms.jit.CacheInfo(1, 5, None, 5)
+    maxsize = ft.transforms.jit.CACHE_MAXSIZE
+    assert jf.cache_info() == ft.transforms.jit.CacheInfo(1, 5, maxsize, 5)
     assert len(traces) == 5
     jf(x3, np.array(5.0))  # a 0-d array has the NumPy scalar's signature
     assert jf.cache_info().hits == 2
+
+
+def test_the_cache_keeps_at_most_maxsize_signatures(monkeypatch):
+    monkeypatch.setattr(ft.transforms.jit, "CACHE_MAXSIZE", 3)
+    jf = ft.jit(lambda x: fnp.sum(x * 2.0))
+    for n in range(1, 6):
+        assert jf(np.ones(n)) == 2.0 * n
+    assert jf.cache_info()[1:] == (5, 3, 3)
+    jf(np.ones(5))  # among the newest three: a hit
+    assert jf.cache_info().hits == 1
+    assert jf(np.ones(1)) == 2.0  # dropped long ago: traced again, still right
+    assert jf.cache_info()[1:] == (6, 3, 3)
 
 
 def test_cache_key_includes_pytree_structure():
@@ -342,7 +355,7 @@ def test_source_and_clear_cache():
     jf = ft.jit(lambda x: fnp.exp(x) * 2.0)
     source = jf.source(np.ones(3))
     assert source.startswith("def jitted(a):") and "np.exp(a)" in source
-    assert jf.cache_info()[:3] == (0, 1, None)
+    assert jf.cache_info()[:3] == (0, 1, ft.transforms.jit.CACHE_MAXSIZE)
     jf(np.ones(3))
     assert jf.cache_info().hits == 1
     jf.clear_cache()

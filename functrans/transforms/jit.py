@@ -157,6 +157,10 @@ jit_p.reverse = _jit_reverse
 # Call signatures
 # ---------------------------------------------------------------------------
 
+# Signatures one jitted function keeps compiled. A function called with ever new
+# shapes (say, sequences of every length) would otherwise hold on to all of them.
+CACHE_MAXSIZE = 1024
+
 _PY_SCALARS = (bool, int, float, complex)
 _WEAK_KEY = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
 
@@ -471,6 +475,10 @@ class Jitted:
         with self._count_lock:
             self._misses += 1
         if not extra:
+            if len(self._cache) >= CACHE_MAXSIZE:
+                # The oldest signature goes (a hit does not reorder: that would cost
+                # every call a lock). Dicts keep insertion order.
+                del self._cache[next(iter(self._cache))]
             self._cache[key] = entry
         return entry, extra
 
@@ -481,12 +489,12 @@ class Jitted:
     # --- introspection ----------------------------------------------------------------
 
     def cache_info(self) -> CacheInfo:
-        """Cache statistics: ``hits``, ``misses`` (traces) and ``currsize`` (signatures
-        cached)."""
+        """Cache statistics: ``hits``, ``misses`` (traces), ``maxsize`` (signatures kept
+        at most; beyond it the oldest is dropped) and ``currsize`` (signatures cached)."""
         with self._count_lock:
             hits = next(self._hit_count) - self._hit_reads
             self._hit_reads += 1
-            return CacheInfo(hits, self._misses, None, len(self._cache))
+            return CacheInfo(hits, self._misses, CACHE_MAXSIZE, len(self._cache))
 
     def clear_cache(self) -> None:
         """Forget every compiled signature (statistics are kept)."""
@@ -615,7 +623,7 @@ def jit(
     >>> f(np.ones(3), np.ones(3)).shape   # same signature: a cache hit
     (3,)
     >>> f.cache_info()
-    CacheInfo(hits=1, misses=1, maxsize=None, currsize=1)
+    CacheInfo(hits=1, misses=1, maxsize=1024, currsize=1)
     >>> print(f.source(np.zeros(3), np.ones(3)))
     def jitted(a, b):
         c = np.tanh(a)
