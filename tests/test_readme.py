@@ -6,12 +6,16 @@ from pathlib import Path
 README = Path(__file__).parents[1] / "README.md"
 
 
-def test_readme_python_blocks_run_in_order(capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) >= 4
+def test_readme_python_blocks_run_in_order_and_print_what_is_shown(capsys):
+    # A python block may be followed by a plain block: what the code prints.
+    pairs = re.findall(r"```python\n(.*?)```\n(?:\n```\n(.*?)```)?", README.read_text(), re.S)
+    assert len(pairs) >= 4 and sum(bool(shown) for _, shown in pairs) >= 3
     namespace: dict = {}
-    for block in blocks:
+    for block, shown in pairs:
         exec(compile(block, str(README), "exec"), namespace)
+        printed = capsys.readouterr().out
+        if shown:
+            assert printed.strip() == shown.strip(), block
 
 
 def test_readme_shows_the_golden_jaxpr_and_quickstart_commands():

@@ -511,12 +511,17 @@ def prune_consts(closed: ClosedJaxpr) -> ClosedJaxpr:
     )
 
 
-def _is_uniform(value: Any) -> bool:
+def uniform_value(value: Any) -> Any:
+    """The one value every element of a non-empty numeric array holds (a NumPy
+    scalar), or None if there is none. NaNs are never uniform: they differ from
+    themselves."""
     if not isinstance(value, np.ndarray) or value.size == 0 or value.dtype.kind not in "biufc":
-        return False
+        return None
     flat = value.reshape(-1)
     first = flat[0]
-    return bool(flat[-1] == first) and bool((flat == first).all())
+    if flat[-1] == first and (flat == first).all():
+        return first
+    return None
 
 
 def uniform_consts(closed: ClosedJaxpr) -> ClosedJaxpr:
@@ -527,8 +532,9 @@ def uniform_consts(closed: ClosedJaxpr) -> ClosedJaxpr:
     env: dict[Var, Atom] = {}
     new_eqns, constvars, consts = [], [], []
     for v, value in zip(jaxpr.constvars, closed.consts, strict=True):
-        if _is_uniform(value):
-            lit = Literal(value.dtype.type(value.reshape(-1)[0]))
+        scalar = uniform_value(value)
+        if scalar is not None:
+            lit = Literal(scalar)
             eqn = _eqn(broadcast_in_dim_p, [lit], dict(shape=value.shape, broadcast_dimensions=()))
             new_eqns.append(eqn)
             env[v] = eqn.outvars[0]
