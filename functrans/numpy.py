@@ -682,13 +682,7 @@ def power(x1, x2):
             )
         return lax.integer_pow(x1, n)
     x1, x2 = _broadcast("power", x1, x2)
-    if kind in "fc":
-        return lax.pow(x1, x2)
-    # Integer base and exponent: exact in float64 up to 2**53.
-    dt = get_aval(x1).dtype
-    f1, f2 = (_convert(v, np.dtype(np.float64)) for v in (x1, x2))
-    rounded = lax.floor(lax.add(lax.pow(f1, f2), 0.5))
-    return lax.convert_element_type(rounded, dt)
+    return lax.pow(x1, x2)
 
 
 @_numpy_api(np.where)

@@ -1164,6 +1164,12 @@ def test_integer_power_errors_and_dtypes():
     closed = ft.make_jaxpr(fnp.power)(x, e)
     got = closed(x, e)[0]
     assert got.dtype == np.int32 and (got == x**e).all()
+    # Exact beyond float64's 2**53, as NumPy's integer loop is.
+    big = np.array([35, 39, 40])
+    for f in (lambda e: 3**e, ft.jit(lambda e: 3**e), ft.vmap(lambda e: fnp.power(3, e))):
+        np.testing.assert_array_equal(f(big), 3**big)
+    with pytest.raises(ValueError, match="negative integer powers"):  # as NumPy, at run time
+        ft.jit(lambda x, e: x**e)(x, -e)
 
 
 def test_python_int_exponent_of_a_float_is_integer_pow():

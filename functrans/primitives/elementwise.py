@@ -224,8 +224,8 @@ pow_p, pow = _binary(
     lambda ans, x, y: select(
         eq(x, scalar_like(x, 0)), _zeros_like(ans), mul(ans, log(_where_zero(x)))
     ),
-    kinds="fc",
-    doc="``x ** y`` for inexact operands.",
+    kinds="iufc",
+    doc="``x ** y`` (integers to negative integer powers raise ``ValueError``, as in NumPy).",
 )
 
 
