@@ -276,7 +276,24 @@ class EvalTrace(Trace):
         for x in args:
             if isinstance(x, Tracer):
                 raise UnexpectedTracerError.escaped(x, prim.name)
-        return prim.impl(*args, **params)
+        try:
+            return prim.impl(*args, **params)
+        except Exception as numpy_error:
+            _explain_failure(prim, args, params, numpy_error)
+            raise
+
+
+def _explain_failure(prim: Primitive, args: Sequence[Any], params: dict, error: Exception) -> None:
+    """Raise the shape rule's error (which names the operation and the shapes) when it
+    rejects the operands the implementation failed on; return if it accepts them."""
+    try:
+        avals = [get_aval(x) for x in args]
+    except TypeError:
+        return
+    try:
+        prim.abstract_eval(*avals, **params)
+    except (TypeError, ValueError) as explained:
+        raise explained from error
 
 
 EVAL_TRACE = EvalTrace(None, "eval")
@@ -415,3 +432,20 @@ class Tracer:
 
 def is_tracer(x: Any) -> bool:
     return isinstance(x, Tracer)
+
+
+# The IR's records live in functrans.ir (which builds on this module); they are
+# reachable here too, as the IR's part of the public API.
+_IR_NAMES = ("ClosedJaxpr", "Jaxpr", "JaxprEqn", "Literal", "Var", "eval_jaxpr")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IR_NAMES:
+        from functrans import ir
+
+        return getattr(ir, name)
+    raise AttributeError(f"module 'functrans.core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_IR_NAMES))

@@ -7,6 +7,7 @@ import pytest
 
 import functrans as ft
 import functrans.numpy as fnp
+from functrans import lax
 from functrans.errors import (
     ConcretizationTypeError,
     TracerArrayConversionError,
@@ -107,3 +108,35 @@ def test_shape_errors_name_operation_and_shapes_eagerly_and_traced():
         fnp.add(np.ones((2, 3)), np.ones(4))
     with pytest.raises(ValueError, match=r"add: incompatible shapes \(2, 3\) and \(4,\)"):
         ft.make_jaxpr(fnp.add)(np.ones((2, 3)), np.ones(4))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: lax.add(np.ones((2, 2)), np.ones(2)),
+            r"add: incompatible shapes \(2, 2\) and \(2,\)",
+        ),
+        (lambda: lax.mul(np.ones(2), np.ones(3)), r"mul: incompatible shapes \(2,\) and \(3,\)"),
+        (lambda: lax.lt(np.ones(2), np.ones((1, 2))), r"lt: incompatible shapes"),
+        (lambda: lax.reshape(np.ones(6), (4,)), r"reshape: .*\(6,\).*\(4,\)"),
+        (lambda: lax.matmul(np.ones((2, 3)), np.ones(4)), r"matmul: incompatible shapes"),
+    ],
+)
+def test_primitives_check_shapes_eagerly_as_they_do_when_traced(call, message):
+    # lax does not broadcast implicitly (only rank-0 operands), eagerly or traced, and
+    # a failing NumPy implementation is reported by the shape rule.
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert lax.add(np.ones((2, 2)), 1.0).shape == (2, 2)
+
+
+def test_the_ir_records_are_reachable_from_core():
+    closed = ft.make_jaxpr(lambda x: fnp.sin(x) * 2.0)(np.ones(2))
+    assert isinstance(closed, ft.core.ClosedJaxpr) and isinstance(closed.jaxpr, ft.core.Jaxpr)
+    eqn = closed.eqns[0]
+    assert isinstance(eqn, ft.core.JaxprEqn) and isinstance(eqn.invars[0], ft.core.Var)
+    assert isinstance(closed.eqns[1].invars[1], ft.core.Literal)
+    assert ft.core.eval_jaxpr is ft.eval_jaxpr
+    with pytest.raises(AttributeError):
+        ft.core.NotThere  # noqa: B018

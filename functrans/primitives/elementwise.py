@@ -54,11 +54,35 @@ def _unary(
     return prim, apply
 
 
+def _same_shapes(impl: Any) -> Any:
+    """``impl`` that first rejects what NumPy would broadcast but the shape rule does
+    not: operands of different shapes, unless rank 0. (Eagerly the shape rule does
+    not run; the error then comes from it, naming the operation and the shapes.)"""
+
+    def checked(x: Any, y: Any, *rest: Any) -> Any:
+        for z in rest:  # select's third operand
+            if type(z) is _ndarray and z.ndim and type(y) is _ndarray and y.ndim:
+                _check(z.shape == y.shape)
+        if type(x) is _ndarray and type(y) is _ndarray and x.shape != y.shape:
+            _check(not (x.ndim and y.ndim))
+        return impl(x, y, *rest)
+
+    return checked
+
+
+_ndarray = np.ndarray
+
+
+def _check(ok: bool) -> None:
+    if not ok:  # the evaluator replaces this by the shape rule's message
+        raise ValueError("operand shapes differ")
+
+
 def _binary(
     name: str, impl: Any, *partials: Any, kinds: str | None = None, doc: str = ""
 ) -> tuple[Primitive, Any]:
     prim = Primitive(name)
-    prim.def_impl(impl)
+    prim.def_impl(_same_shapes(impl))
     prim.def_abstract_eval(elementwise_abstract_eval(name, kinds))
     if partials:
         def_elementwise_derivatives(prim, *partials)
@@ -270,7 +294,7 @@ min_p, min = _binary("min", np.minimum, *_minmax_partials(lambda a, b: lt(a, b))
 
 def _comparison(name: str, impl: Any) -> tuple[Primitive, Any]:
     prim = Primitive(name)
-    prim.def_impl(impl)
+    prim.def_impl(_same_shapes(impl))
     prim.def_abstract_eval(elementwise_abstract_eval(name, None, np.bool_))
     def_zero_derivative(prim, 2)
     batch_elementwise(prim)
@@ -312,7 +336,7 @@ def select(pred: Any, on_true: Any, on_false: Any) -> Any:
     return select_p.bind(pred, on_true, on_false)
 
 
-select_p.def_impl(np.where)
+select_p.def_impl(_same_shapes(np.where))
 
 
 @select_p.def_abstract_eval
