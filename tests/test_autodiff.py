@@ -285,6 +285,34 @@ def test_float32_inputs_give_float32_derivatives():
     np.testing.assert_allclose(ft.grad(f)(x), ft.grad(f)(X.astype(np.float64)), rtol=1e-5)
 
 
+def test_a_differentiated_python_number_is_weakly_typed():
+    # Like the Python number itself, it takes the float32 of the arrays it meets.
+    x32 = X.astype(np.float32)
+    scaled = lambda s: x32 * s
+    out, tangent = ft.jvp(scaled, (2.0,), (1.0,))
+    assert out.dtype == tangent.dtype == np.float32
+    value, g = ft.value_and_grad(lambda s: fnp.sum(scaled(s)))(2.0)
+    assert value.dtype == np.float32
+    assert type(g) is np.float64 and g == np.float64(x32.sum())  # a Python float's gradient
+    out, pullback = ft.vjp(scaled, 2.0)
+    assert out.dtype == np.float32 and pullback(np.ones(3, np.float32))[0].dtype == np.float64
+    out, f_jvp = ft.linearize(scaled, 2.0)
+    assert out.dtype == f_jvp(1.0).dtype == np.float32
+    assert ft.jacfwd(scaled)(2.0).dtype == np.float32
+    assert ft.grad(lambda s: fnp.sum(x32 * s * s))(2.0) == np.float64(4.0 * x32.sum())
+
+
+def test_scalar_results_are_numpy_scalars():
+    for result in (
+        ft.grad(lambda x: 1.0)(2.0),  # a constant: a zero gradient
+        ft.grad(ft.stop_gradient)(2.0),
+        ft.value_and_grad(lambda x: 1.0)(2.0)[0],
+        ft.grad(lambda x: x * 3.0)(np.array(2.0)),
+        ft.jvp(lambda x: 1.0, (2.0,), (1.0,))[1],
+    ):
+        assert type(result) is np.float64, (result, type(result))
+
+
 # ---------------------------------------------------------------------------
 # Higher order
 # ---------------------------------------------------------------------------

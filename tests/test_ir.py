@@ -103,3 +103,10 @@ def test_many_variables_get_distinct_names():
     text = str(ft.make_jaxpr(chain)(1.0))
     names = [line.split(":")[0].strip() for line in text.splitlines()[1:-1]]
     assert len(set(names)) == 60 and "ba" in names
+
+
+def test_python_number_literals_print_in_the_type_they_compute_in():
+    assert "mul a 2.0:f64[]" in str(ft.make_jaxpr(lambda x: x * 2)(3.0))
+    assert "gt a 0.0:f64[]" in str(ft.make_jaxpr(lambda x: x > 0)(np.ones(2)))
+    printed = str(ft.make_jaxpr(lambda x: (x * 2, x > 0))(np.ones(2, np.int32)))
+    assert "mul a 2:i32[]" in printed and "gt a 0:i32[]" in printed

@@ -242,6 +242,13 @@ def test_cache_hits_and_misses_per_signature():
     assert jf.cache_info().hits == 2
 
 
+def test_python_numbers_come_out_as_numpy_scalars():
+    assert repr(ft.jit(lambda x: 1.0)(2.0)) == "np.float64(1.0)"
+    assert repr(ft.jit(lambda x: x)(1.0)) == "np.float64(1.0)"
+    assert repr(ft.jit(lambda x: (x, 3))(np.ones(2))[1]) == "np.int64(3)"
+    assert repr(ft.jit(lambda x: x * 2)(1.5)) == "np.float64(3.0)"
+
+
 def test_the_cache_keeps_at_most_maxsize_signatures(monkeypatch):
     monkeypatch.setattr(ft.transforms.jit, "CACHE_MAXSIZE", 3)
     jf = ft.jit(lambda x: fnp.sum(x * 2.0))

@@ -47,11 +47,12 @@ class PrimalTracer(Tracer):
     the primal directly instead of building an aval.
     """
 
-    __slots__ = ("primal",)
+    __slots__ = ("primal", "weak")
 
     @property
     def aval(self) -> ShapedArray:
-        return get_aval(self.primal)
+        aval = get_aval(self.primal)
+        return aval.update(weak_type=True) if self.weak else aval
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -63,17 +64,20 @@ class PrimalTracer(Tracer):
 
     @property
     def weak_type(self) -> bool:
+        # ``weak``: an input given as a Python scalar. Its primal is a NumPy scalar,
+        # but like the Python number it takes the dtype of the arrays it meets.
         primal = self.primal
-        return isinstance(primal, Tracer) and primal.weak_type
+        return self.weak or (isinstance(primal, Tracer) and primal.weak_type)
 
 
 class JVPTracer(PrimalTracer):
     __slots__ = ("tangent",)
 
-    def __init__(self, trace: JVPTrace, primal: Any, tangent: Any):
+    def __init__(self, trace: JVPTrace, primal: Any, tangent: Any, weak: bool = False):
         self._trace = trace
         self.primal = primal
         self.tangent = tangent
+        self.weak = weak
 
 
 class JVPTrace(Trace):
@@ -105,13 +109,24 @@ class JVPTrace(Trace):
         return tracer.primal
 
 
-def _zeros(aval: ShapedArray) -> np.ndarray:
-    return np.zeros(aval.shape, aval.dtype)
+def _scalar(x: Any) -> Any:
+    """A 0-d array as the NumPy scalar NumPy itself would give."""
+    return x[()] if type(x) is np.ndarray and x.ndim == 0 else x
 
 
-def _jvp_flat(fun: Callable, primals: list, tangents: list, name: str) -> tuple[list, list]:
+def _zeros(aval: ShapedArray) -> Any:
+    """Zeros of ``aval``: a NumPy scalar for shape ``()``, as NumPy gives for scalars."""
+    return np.zeros(aval.shape, aval.dtype)[()]
+
+
+def _jvp_flat(
+    fun: Callable, primals: list, tangents: list, name: str, weak: Sequence[bool] = ()
+) -> tuple[list, list]:
+    weak = weak or [False] * len(primals)
     with new_trace(JVPTrace, name) as trace:
-        inputs = [JVPTracer(trace, p, t) for p, t in zip(primals, tangents, strict=True)]
+        inputs = [
+            JVPTracer(trace, p, t, w) for p, t, w in zip(primals, tangents, weak, strict=True)
+        ]
         outs = fun(*inputs)
         primals_out, tangents_out = [], []
         for x in outs:
@@ -154,14 +169,15 @@ def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple
     t_leaves, t_tree = tree_flatten(tuple(tangents))
     if p_tree != t_tree:
         raise ValueError(f"jvp: primals {p_tree} and tangents {t_tree} differ in structure")
+    weak = _weak(p_leaves)
     p_leaves = [_as_input(x, "jvp") for x in p_leaves]
     t_leaves = [_check_tangent(p, t, "jvp") for p, t in zip(p_leaves, t_leaves, strict=True)]
     out_tree_box = []
     flat = _flatten_fun(fun, p_tree, out_tree_box)
-    out_p, out_t = _jvp_flat(flat, p_leaves, t_leaves, f"jvp({_name(fun)})")
-    out_t = [_zeros(t.aval) if type(t) is Zero else t for t in out_t]
+    out_p, out_t = _jvp_flat(flat, p_leaves, t_leaves, f"jvp({_name(fun)})", weak)
+    out_t = [_zeros(t.aval) if type(t) is Zero else _scalar(t) for t in out_t]
     out_tree = out_tree_box[0]
-    return tree_unflatten(out_tree, out_p), tree_unflatten(out_tree, out_t)
+    return tree_unflatten(out_tree, [_scalar(p) for p in out_p]), tree_unflatten(out_tree, out_t)
 
 
 def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
@@ -176,13 +192,14 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
     from functrans.ir import ClosedJaxpr, eval_jaxpr
 
     p_leaves, p_tree = tree_flatten(tuple(primals))
+    weak = _weak(p_leaves)
     p_leaves = [_as_input(x, "linearize") for x in p_leaves]
     out_tree_box = []
     flat = _flatten_fun(fun, p_tree, out_tree_box)
     name = f"linearize({_name(fun)})"
     with new_trace(DynamicJaxprTrace, name) as staging:
         tangent_in = [staging.new_arg(get_aval(p).strip_weak_type()) for p in p_leaves]
-        out_p, out_t = _jvp_flat(flat, p_leaves, tangent_in, name)
+        out_p, out_t = _jvp_flat(flat, p_leaves, tangent_in, name, weak)
         out_t = [_zeros(t.aval) if type(t) is Zero else t for t in out_t]
         jaxpr, consts = staging.to_jaxpr(out_t)
     linear = ClosedJaxpr(jaxpr, consts)
@@ -208,10 +225,11 @@ class ReverseTracer(PrimalTracer):
 
     __slots__ = ("slot",)
 
-    def __init__(self, trace: ReverseTrace, primal: Any, slot: int):
+    def __init__(self, trace: ReverseTrace, primal: Any, slot: int, weak: bool = False):
         self._trace = trace
         self.primal = primal
         self.slot = slot
+        self.weak = weak
 
 
 class ReverseTrace(Trace):
@@ -226,10 +244,10 @@ class ReverseTrace(Trace):
         self.tape: list[tuple[int, int, bool, tuple[int, ...], Callable]] = []
         self.num_slots = 0
 
-    def new_input(self, primal: Any) -> ReverseTracer:
+    def new_input(self, primal: Any, weak: bool = False) -> ReverseTracer:
         slot = self.num_slots
         self.num_slots += 1
-        return ReverseTracer(self, primal, slot)
+        return ReverseTracer(self, primal, slot, weak)
 
     def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
         primals, slots, positions = [], [], []
@@ -303,10 +321,11 @@ def _accumulate(total: Any, ct: Any) -> Any:
     return add_p.bind(total, ct)
 
 
-def _vjp_flat(fun: Callable, primals: list, name: str):
+def _vjp_flat(fun: Callable, primals: list, name: str, weak: Sequence[bool] = ()):
     """Run ``fun`` under a new tape; returns (outputs, trace, input slots)."""
+    weak = weak or [False] * len(primals)
     with new_trace(ReverseTrace, name) as trace:
-        inputs = [trace.new_input(p) for p in primals]
+        inputs = [trace.new_input(p, w) for p, w in zip(primals, weak, strict=True)]
         outs = fun(*inputs)
     return outs, trace, [x.slot for x in inputs]
 
@@ -334,7 +353,7 @@ def _pullback(trace: ReverseTrace, outs: list, in_slots: list, in_avals: list):
                 # The same tracer may be returned twice: its cotangents add up.
                 seeds[o.slot] = _accumulate(seeds.get(o.slot), ct)
         cts = trace.backward(seeds, in_slots) if seeds else [None] * len(in_slots)
-        return [_zeros(a) if c is None else c for c, a in zip(cts, in_avals, strict=True)]
+        return [_zeros(a) if c is None else _scalar(c) for c, a in zip(cts, in_avals, strict=True)]
 
     return pull
 
@@ -356,10 +375,11 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False):
     [3.0, 2.0]
     """
     p_leaves, p_tree = tree_flatten(tuple(primals))
+    weak = _weak(p_leaves)
     p_leaves = [_as_input(x, "vjp") for x in p_leaves]
     out_tree_box: list = []
     flat = _flatten_fun(fun, p_tree, out_tree_box, has_aux=has_aux)
-    outs, trace, in_slots = _vjp_flat(flat, p_leaves, f"vjp({_name(fun)})")
+    outs, trace, in_slots = _vjp_flat(flat, p_leaves, f"vjp({_name(fun)})", weak)
     if has_aux:
         outs, aux = outs
     out_tree = out_tree_box[0]
@@ -394,6 +414,7 @@ def value_and_grad(
         nums = _check_argnums(name, argnums, len(args))
         diff_args = [args[i] for i in nums]
         leaves, tree = tree_flatten(diff_args)
+        weak = _weak(leaves)
         leaves = [_check_differentiable(name, _as_input(x, name), allow_int) for x in leaves]
 
         def flat_fun(*flat):
@@ -403,7 +424,7 @@ def value_and_grad(
             return fun(*full, **kwargs)
 
         with new_trace(ReverseTrace, name) as trace:
-            inputs = [trace.new_input(x) for x in leaves]
+            inputs = [trace.new_input(x, w) for x, w in zip(leaves, weak, strict=True)]
             result = flat_fun(*inputs)
         if has_aux:
             if not (isinstance(result, (tuple, list)) and len(result) == 2):
@@ -413,14 +434,14 @@ def value_and_grad(
         else:
             out = result
         _check_scalar_output(name, _strip(trace, out))
-        value = _strip(trace, out)
+        value = _scalar(_as_input(_strip(trace, out), name))  # never a Python number
         if type(out) is ReverseTracer and out._trace is trace:
             seed = np.ones((), get_aval(value).dtype)
             cts = trace.backward({out.slot: seed}, [x.slot for x in inputs])
         else:
             cts = [None] * len(inputs)
         grads = [
-            _zeros(get_aval(x).strip_weak_type()) if c is None else c
+            _zeros(get_aval(x).strip_weak_type()) if c is None else _scalar(c)
             for c, x in zip(cts, leaves, strict=True)
         ]
         grads = tree_unflatten(tree, grads)
@@ -465,6 +486,10 @@ def grad(
 
 def _name(fun: Callable) -> str:
     return getattr(fun, "__name__", type(fun).__name__)
+
+
+def _weak(leaves: Sequence[Any]) -> list[bool]:
+    return [type(x) in (int, float, complex) for x in leaves]
 
 
 def _as_input(x: Any, what: str) -> Any:

@@ -622,17 +622,22 @@ class _Emitter:
     # --- the function -------------------------------------------------------------
 
     def output(self, a: Var | Literal) -> str:
+        """An output's source: always a NumPy value (a weakly typed scalar, such as a
+        Python number passed in or written in the function, comes out as a NumPy scalar)."""
+        dtype_name = _DTYPE_NAMES.get(a.aval.dtype.name)
         if type(a) is Literal or a in self.literal_of:
             lit = a if type(a) is Literal else self.literal_of[a]
-            value = self.literal(lit, False)
+            value = self.literal(lit, True)
             if a.aval.ndim == 0:
-                return value
+                return f"{dtype_name}({value})" if dtype_name else self.literal(lit, False)
             dtype = _DTYPE_NAMES.get(a.aval.dtype.name) or self.constant(a.aval.dtype)
             return f"np.full({_ints(a.aval.shape)}, {value}, dtype={dtype})"
         if id(a) in self.const_ids:
             return f"{self.names[a]}.copy()"
         if a in self.python_scalar:
             return f"{self.python_scalar[a]}({self.names[a]})"
+        if a.aval.weak_type and a.aval.ndim == 0 and dtype_name:
+            return f"{dtype_name}({self.full(a)})"
         return self.full(a)
 
     def source(self, fn_name: str) -> str:

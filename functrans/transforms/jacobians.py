@@ -47,7 +47,10 @@ def _split_rows(stacked: Sequence[Any], shapes: Sequence[tuple[int, ...]]) -> li
 def _diff_leaves(name: str, args: tuple, argnums: int | Sequence[int]):
     nums = _check_argnums(name, argnums, len(args))
     leaves, tree = tree_flatten([args[i] for i in nums])
-    leaves = [_check_differentiable(name, _as_input(x, name), False) for x in leaves]
+    checked = [_check_differentiable(name, _as_input(x, name), False) for x in leaves]
+    # Python scalars stay Python scalars: jvp and vjp treat them as weakly typed.
+    pairs = zip(leaves, checked, strict=True)
+    leaves = [x if type(x) in (int, float, complex) else c for x, c in pairs]
     return nums, leaves, tree
 
 

@@ -48,16 +48,29 @@ def _is_literal(x: Any) -> bool:
     )
 
 
-def _typed_literal(atom: Var | Literal, dtype: np.dtype) -> Var | Literal:
+def _typed_literal(atom: Var | Literal, aval: ShapedArray) -> Var | Literal:
     """A weakly typed Python-scalar literal takes the dtype its equation computes in
     (NEP 50), as the evaluation does: ``mul b 2.0:f32[]`` for a float32 ``b``."""
+    dtype = aval.dtype
     if (
         type(atom) is Literal
         and atom.aval.weak_type
         and _KIND_RANK[atom.aval.dtype.kind] <= _KIND_RANK[dtype.kind]
     ):
-        return Literal(dtype.type(atom.val))
+        return Literal(dtype.type(atom.val), ShapedArray((), dtype, aval.weak_type))
     return atom
+
+
+def _computes_in(invars: Sequence[Var | Literal], out: ShapedArray) -> ShapedArray | None:
+    """The type an equation computes in: its output's, or for a comparison (boolean
+    result) its operands'."""
+    if out.dtype.kind in "iufc":
+        return out
+    if out.dtype.kind == "b" and len(invars) == 2:
+        operand = next((v.aval for v in invars if type(v) is Var), None)
+        if operand is not None and operand.dtype.kind in "iufc":
+            return operand
+    return None
 
 
 _KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
@@ -126,8 +139,9 @@ class DynamicJaxprTrace(Trace):
             outs = [JaxprTracer(self, a) for a in out_avals]
         else:
             outs = [JaxprTracer(self, out_avals)]
-            if not out_avals.weak_type and out_avals.dtype.kind in "iufc":
-                invars = [_typed_literal(v, out_avals.dtype) for v in invars]
+            computes_in = _computes_in(invars, out_avals)
+            if computes_in is not None:
+                invars = [_typed_literal(v, computes_in) for v in invars]
         self.eqns.append(JaxprEqn(prim, invars, [t.ir_var for t in outs], params))
         return outs if prim.multiple_results else outs[0]
 
