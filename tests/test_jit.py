@@ -242,6 +242,23 @@ def test_cache_hits_and_misses_per_signature():
     assert jf.cache_info().hits == 2
 
 
+def test_static_arguments_the_function_cannot_take_are_errors():
+    with pytest.raises(ValueError, match=r"static_argnums 3 is out of range.*1 positional"):
+        ft.jit(lambda x: x, static_argnums=3)
+    with pytest.raises(ValueError, match=r"static_argnames \['zz'\].*\['x'\]"):
+        ft.jit(lambda x: x, static_argnames="zz")
+    ft.jit(lambda *args: args, static_argnums=3)  # may be passed: no error
+    ft.jit(lambda **kwargs: kwargs, static_argnames="zz")
+    assert ft.jit(lambda x, n: x * n, static_argnums=-1)(np.ones(2), 3).tolist() == [3.0, 3.0]
+
+
+def test_make_jaxpr_static_argnums_count_from_the_end_too():
+    closed = ft.make_jaxpr(lambda x, n: x if n > 1 else -x, static_argnums=-1)(1.0, 2)
+    assert len(closed.jaxpr.invars) == 1 and not closed.eqns
+    with pytest.raises(ValueError, match="static_argnums .* out of range"):
+        ft.make_jaxpr(lambda x: x, static_argnums=3)(1.0)
+
+
 def test_python_numbers_come_out_as_numpy_scalars():
     assert repr(ft.jit(lambda x: 1.0)(2.0)) == "np.float64(1.0)"
     assert repr(ft.jit(lambda x: x)(1.0)) == "np.float64(1.0)"

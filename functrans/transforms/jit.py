@@ -528,11 +528,37 @@ class Jitted:
             if not isinstance(s, str):
                 raise TypeError(f"jit({self._name}): static_argnames must be strings, got {s!r}")
         nums = tuple(int(n) for n in nums)
+        self._check_static_exist(nums, names)
         # As in JAX, a static parameter is static however it is passed.
         params = self._params or []
         names_set = set(names) | {params[n] for n in nums if 0 <= n < len(params)}
         nums_set = set(nums) | {params.index(s) for s in names if s in params}
         return tuple(sorted(nums_set)), frozenset(names_set)
+
+    def _check_static_exist(self, nums: tuple[int, ...], names: tuple[str, ...]) -> None:
+        """Static arguments the function cannot take are a mistake (as in JAX), unless
+        it takes ``*args`` / ``**kwargs``."""
+        try:
+            params = inspect.signature(self._fun).parameters.values()
+        except (TypeError, ValueError):
+            return
+        kinds = {p.kind for p in params}
+        positional = self._params or []
+        if inspect.Parameter.VAR_POSITIONAL not in kinds:
+            for n in nums:
+                if not -len(positional) <= n < len(positional):
+                    raise ValueError(
+                        f"jit({self._name}): static_argnums {n} is out of range: the function "
+                        f"takes {len(positional)} positional arguments"
+                    )
+        if inspect.Parameter.VAR_KEYWORD not in kinds:
+            known = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ValueError(
+                    f"jit({self._name}): static_argnames {unknown} name no parameter of the "
+                    f"function (its parameters: {sorted(known)})"
+                )
 
     def _arg_label(self, i: int) -> str:
         if self._params and i < len(self._params):

@@ -191,13 +191,20 @@ def make_jaxpr(fun: Callable[..., Any], static_argnums: int | Sequence[int] = ()
     """
     if isinstance(static_argnums, int):
         static_argnums = (static_argnums,)
-    static = set(static_argnums)
+    name = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"
 
     def traced(*args: Any, **kwargs: Any) -> ClosedJaxpr:
+        static = set()
+        for n in static_argnums:  # negative numbers count from the end, as in argnums
+            if not -len(args) <= n < len(args):
+                raise ValueError(
+                    f"{name}: static_argnums {tuple(static_argnums)} out of range for a call "
+                    f"with {len(args)} positional arguments"
+                )
+            static.add(n % len(args))
         dynamic = [a for i, a in enumerate(args) if i not in static]
         leaves, in_tree = tree_flatten((dynamic, kwargs))
         avals = [abstractify(x) for x in leaves]
-        name = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"
 
         def flat_fun(*flat):
             dyn, kw = tree_unflatten(in_tree, flat)
@@ -213,7 +220,7 @@ def make_jaxpr(fun: Callable[..., Any], static_argnums: int | Sequence[int] = ()
         jaxpr = simplify_for_display(jaxpr)
         return ClosedJaxpr(jaxpr, consts)
 
-    traced.__name__ = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"
+    traced.__name__ = name
     return traced
 
 
