@@ -121,6 +121,26 @@ def log_sigmoid(x: Any) -> Any:
     return -softplus(-x)
 
 
+def _axes(name: str, x: Any, axis: int | Sequence[int] | None) -> tuple[int, ...]:
+    """``axis`` of ``x`` as non-negative ints (``None``: all axes), or a ``ValueError``
+    naming ``name``, the axis and the shape."""
+    shape = _aval(x).shape
+    if axis is None:
+        return tuple(range(len(shape)))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if not shape and all(a in (0, -1) for a in axes):
+        return ()  # as NumPy's reductions allow for a scalar
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or not -len(shape) <= a < len(shape):
+            raise ValueError(f"{name}: axis {axis!r} is out of bounds for shape {shape}")
+    return tuple(int(a) % len(shape) for a in axes)
+
+
+def _is_empty(x: Any, axes: tuple[int, ...]) -> bool:
+    shape = _aval(x).shape
+    return any(shape[a] == 0 for a in axes)
+
+
 def _peak(x: Any, axis: Any) -> Any:
     """``max(x, axis, keepdims=True)`` without a derivative: the shift that keeps
     ``exp(x - peak)`` from overflowing. Where the maximum is infinite ``x - peak`` is
@@ -141,11 +161,15 @@ def logsumexp(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
     >>> float(logsumexp(np.array([1000.0, 1000.0])))  # 1000 + log 2
     1000.6931471805599
     """
-    peak = _finite_peak(x, axis)
-    out = fnp.log(fnp.sum(fnp.exp(x - peak), axis=axis, keepdims=True)) + peak
+    axes = _axes("logsumexp", x, axis)
+    if _is_empty(x, axes):  # the log of an empty sum
+        return fnp.sum(x, axis=axes, keepdims=keepdims) - np.inf
+    peak = _finite_peak(x, axes)
+    out = fnp.log(fnp.sum(fnp.exp(x - peak), axis=axes, keepdims=True)) + peak
     if keepdims:
         return out
-    return fnp.squeeze(out, axis=axis) if axis is not None else fnp.reshape(out, ())
+    out = fnp.squeeze(out, axis=axes)
+    return out[()] if type(out) is np.ndarray and out.ndim == 0 else out  # as np.sum gives
 
 
 def log_softmax(x: Any, axis: int = -1) -> Any:
@@ -155,8 +179,11 @@ def log_softmax(x: Any, axis: int = -1) -> Any:
     >>> log_softmax(np.array([1000.0, 0.0]))
     array([    0., -1000.])
     """
-    shifted = x - _peak(x, axis)
-    return shifted - fnp.log(fnp.sum(fnp.exp(shifted), axis=axis, keepdims=True))
+    axes = _axes("log_softmax", x, axis)
+    if _is_empty(x, axes):
+        return x + 0.0  # nothing to normalise; keeps the shape, as a float array
+    shifted = x - _peak(x, axes)
+    return shifted - fnp.log(fnp.sum(fnp.exp(shifted), axis=axes, keepdims=True))
 
 
 def softmax(x: Any, axis: int = -1) -> Any:
@@ -165,8 +192,11 @@ def softmax(x: Any, axis: int = -1) -> Any:
     >>> softmax(np.array([1000.0, 1000.0]))
     array([0.5, 0.5])
     """
-    unnormalized = fnp.exp(x - _peak(x, axis))
-    return unnormalized / fnp.sum(unnormalized, axis=axis, keepdims=True)
+    axes = _axes("softmax", x, axis)
+    if _is_empty(x, axes):
+        return x + 0.0
+    unnormalized = fnp.exp(x - _peak(x, axes))
+    return unnormalized / fnp.sum(unnormalized, axis=axes, keepdims=True)
 
 
 def one_hot(labels: Any, num_classes: int, dtype: npt.DTypeLike = np.float64) -> Any:

@@ -711,3 +711,18 @@ def test_custom_vjp_fwd_may_return_python_numbers():
     double.defvjp(lambda x: (2.0 * float(x), None), lambda res, g: (2.0 * g,))
     g = ft.grad(lambda x: double(x) * double(x))(np.float32(3.0))  # d/dx (2x)^2 = 8x
     assert float(g) == 24.0 and g.dtype == np.float32
+
+
+def test_linearized_map_checks_its_tangents():
+    _, f_jvp = ft.linearize(fnp.sin, X)
+    with pytest.raises(ValueError, match=r"linearize: tangent of shape \(4,\) .* \(3,\)"):
+        f_jvp(np.ones(4))
+    with pytest.raises(TypeError, match="linearize: tangent of dtype float32 .* float64"):
+        f_jvp(np.ones(3, np.float32))
+    _, f_jvp = ft.linearize(fnp.sin, 0.5)
+    assert f_jvp(1.0) == np.cos(0.5) and type(f_jvp(1.0)) is np.float64
+
+
+def test_value_and_grad_errors_name_value_and_grad():
+    with pytest.raises(TypeError, match=r"^value_and_grad\(<lambda>\): .*shape \(3,\)"):
+        ft.value_and_grad(lambda x: x)(X)

@@ -315,3 +315,17 @@ def test_a_row_of_minus_infinity():
     assert np.isnan(out[0]).all() and np.isnan(probs[0]).all()
     np.testing.assert_array_equal(out[1], [0.0, -np.inf])
     np.testing.assert_array_equal(probs[1], [1.0, 0.0])
+
+
+def test_softmax_family_axes_and_empty_axes():
+    for fun in (nn.softmax, nn.log_softmax, nn.logsumexp):
+        with pytest.raises(ValueError, match=rf"{fun.__name__}: axis 3 is out of bounds.*\(3,\)"):
+            fun(np.ones(3), axis=3)
+    # As in JAX: the log-sum-exp of nothing is -inf, softmaxes of nothing are empty.
+    assert nn.logsumexp(np.zeros(0)) == -np.inf
+    np.testing.assert_array_equal(nn.logsumexp(np.zeros((2, 0)), axis=1), [-np.inf, -np.inf])
+    assert nn.softmax(np.zeros((2, 0))).shape == nn.log_softmax(np.zeros((2, 0))).shape == (2, 0)
+    assert type(nn.logsumexp(np.ones(3))) is np.float64
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(nn.logsumexp(x, axis=(0, 1)), np.log(np.exp(x).sum()))
+    np.testing.assert_allclose(nn.logsumexp(x, axis=-1, keepdims=True)[:, 0], nn.logsumexp(x, 1))

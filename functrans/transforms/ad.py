@@ -209,7 +209,10 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
         t_leaves, t_tree = tree_flatten(tuple(tangents))
         if t_tree != p_tree:
             raise ValueError(f"linearize: tangents {t_tree} do not match primals {p_tree}")
-        return tree_unflatten(out_tree, eval_jaxpr(linear.jaxpr, linear.consts, *t_leaves))
+        pairs = zip(p_leaves, t_leaves, strict=True)
+        t_leaves = [_check_tangent(p, t, "linearize") for p, t in pairs]
+        outs = eval_jaxpr(linear.jaxpr, linear.consts, *t_leaves)
+        return tree_unflatten(out_tree, [_scalar(o) for o in outs])
 
     f_jvp.jaxpr = linear  # type: ignore[attr-defined]
     return tree_unflatten(out_tree, out_p), f_jvp
@@ -407,7 +410,12 @@ def value_and_grad(
 ) -> Callable:
     """A function returning ``(fun(*args), gradient)``; with ``has_aux``,
     ``((value, aux), gradient)``. See ``grad``."""
-    name = f"grad({_name(fun)})"
+    return _value_and_grad(fun, argnums, has_aux, allow_int, f"value_and_grad({_name(fun)})")
+
+
+def _value_and_grad(
+    fun: Callable, argnums: int | Sequence[int], has_aux: bool, allow_int: bool, name: str
+) -> Callable:
 
     @functools.wraps(fun)
     def value_and_grad_fun(*args: Any, **kwargs: Any):
@@ -465,7 +473,7 @@ def grad(
     >>> grad(lambda x: fnp.sum(x ** 2))(np.array([1.0, 2.0]))
     array([2., 4.])
     """
-    value_and_grad_fun = value_and_grad(fun, argnums, has_aux, allow_int)
+    value_and_grad_fun = _value_and_grad(fun, argnums, has_aux, allow_int, f"grad({_name(fun)})")
 
     @functools.wraps(fun)
     def grad_fun(*args: Any, **kwargs: Any):
