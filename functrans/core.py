@@ -415,6 +415,8 @@ class Tracer:
         return self._concrete("index").__index__()
 
     def __array__(self, dtype=None, copy=None):
+        if not self._trace.alive:
+            raise UnexpectedTracerError.escaped(self, "np.asarray")
         raise TracerArrayConversionError(self)
 
     def __hash__(self):

@@ -324,3 +324,19 @@ def test_vmap_programs_do_not_grow_with_the_batch():
     assert len(set(counts.values())) == 1, counts
     counts = _equation_counts(ft.vmap(ft.jacrev(vector_fun)), lambda n: (np.ones((n, 3)),))
     assert len(set(counts.values())) == 1, counts
+
+
+def test_size_errors_name_the_leaf_inside_a_pytree_argument():
+    params = {"a": np.ones(3), "b": np.ones(4)}
+    with pytest.raises(ValueError, match=r"argument 0\['a'\] has size 3, argument 0\['b'\] has"):
+        ft.vmap(lambda p: p["a"] + p["b"])(params)
+    with pytest.raises(ValueError, match=r"argument 0 has size 3, keyword argument 'y' has size 4"):
+        ft.vmap(lambda x, y=None: x + y)(np.ones(3), y=np.ones(4))
+    with pytest.raises(ValueError, match=r"in_axes 2 is out of range for argument 1\[0\] of shape"):
+        ft.vmap(lambda x, y: x, in_axes=(0, 2))(np.ones(3), (np.ones(4), np.ones(2)))
+
+
+def test_out_axes_must_be_a_prefix_of_the_output():
+    with pytest.raises(ValueError, match=r"out_axes \(0,\) is not a tree prefix"):
+        ft.vmap(lambda x: (x, x), out_axes=(0,))(np.ones(3))
+    np.testing.assert_array_equal(ft.vmap(lambda x: x, out_axes=(0,))(np.ones(3)), np.ones(3))

@@ -140,3 +140,10 @@ def test_the_ir_records_are_reachable_from_core():
     assert ft.core.eval_jaxpr is ft.eval_jaxpr
     with pytest.raises(AttributeError):
         ft.core.NotThere  # noqa: B018
+
+
+def test_converting_a_leaked_tracer_reports_the_leak():
+    leaked = []
+    ft.jit(lambda x: leaked.append(x) or x)(np.ones(2))
+    with pytest.raises(UnexpectedTracerError, match="np.asarray: .*jit"):
+        np.asarray(leaked[0])

@@ -126,15 +126,12 @@ def vmap(
                 f"{name}: in_axes must be an int, None, or a tuple/list, got {in_axes!r}"
             )
         leaves, in_tree = tree_flatten((tuple(args), kwargs))
-        leaf_axes, owners = [], []
+        leaf_axes = []
         for i, (a, ax) in enumerate(zip(args, arg_axes, strict=True)):
-            axes = broadcast_prefix(ax, a, f"{name}: in_axes[{i}]")
-            leaf_axes += axes
-            owners += [f"argument {i}"] * len(axes)
-        owners += ["a keyword argument"] * (len(leaves) - len(leaf_axes))
+            leaf_axes += broadcast_prefix(ax, a, f"{name}: in_axes[{i}]")
         leaf_axes += [0] * (len(leaves) - len(leaf_axes))
         leaves = [as_array_arg(x, name) for x in leaves]
-        size = _mapped_size(name, leaves, leaf_axes, owners, axis_size)
+        size = _mapped_size(name, leaves, leaf_axes, lambda: _owners(args, kwargs), axis_size)
 
         with new_trace(BatchTrace, name, axis_size=size) as trace:
             inputs = []
@@ -150,7 +147,9 @@ def vmap(
             try:
                 out_leaf_axes = broadcast_prefix(out_axes, out, f"{name}: out_axes")
             except ValueError:
-                if isinstance(out_axes, (tuple, list)) and len(out_axes) == 1:
+                # out_axes=(0,) for a function returning one array (not a sequence).
+                single = not isinstance(out, (tuple, list))
+                if single and isinstance(out_axes, (tuple, list)) and len(out_axes) == 1:
                     out_leaf_axes = broadcast_prefix(out_axes[0], out, f"{name}: out_axes")
                 else:
                     raise
@@ -183,9 +182,23 @@ def _finish_output(name: str, trace: BatchTrace, out: Any, out_axis: int | None,
     return broadcast_batched(out, None, size, out_axis)  # unmapped: broadcast along it
 
 
-def _mapped_size(name, leaves, leaf_axes, owners, axis_size) -> int:
+def _owners(args: tuple, kwargs: dict) -> list[str]:
+    """How errors name each input leaf: ``argument 0``, or its path in a pytree
+    (``argument 1['W']``), or the keyword argument's."""
+    from functrans.control_flow._common import leaf_paths
+
+    names = []
+    for i, a in enumerate(args):
+        paths = leaf_paths(a, f"argument {i}")
+        names += [f"argument {i}"] if paths == [f"argument {i}"] else paths
+    for k in sorted(kwargs):
+        names += leaf_paths(kwargs[k], f"keyword argument {k!r}")
+    return names
+
+
+def _mapped_size(name, leaves, leaf_axes, owners_of, axis_size) -> int:
     sizes = []
-    for _i, (x, ax, owner) in enumerate(zip(leaves, leaf_axes, owners, strict=True)):
+    for i, (x, ax) in enumerate(zip(leaves, leaf_axes, strict=True)):
         if ax is None:
             continue
         if not isinstance(ax, (int, np.integer)):
@@ -193,10 +206,10 @@ def _mapped_size(name, leaves, leaf_axes, owners, axis_size) -> int:
         shape = get_aval(x).shape
         if not -len(shape) <= ax < len(shape):
             raise ValueError(
-                f"{name}: in_axes {ax} is out of range for {owner} of shape {shape} "
+                f"{name}: in_axes {ax} is out of range for {owners_of()[i]} of shape {shape} "
                 f"(rank {len(shape)})"
             )
-        sizes.append((owner, shape[ax % len(shape)]))
+        sizes.append((i, shape[ax % len(shape)]))
     if not sizes:
         if axis_size is None:
             raise ValueError(
@@ -205,7 +218,8 @@ def _mapped_size(name, leaves, leaf_axes, owners, axis_size) -> int:
         return int(axis_size)
     distinct = {s for _, s in sizes}
     if len(distinct) > 1 or (axis_size is not None and distinct != {axis_size}):
-        listing = ", ".join(f"{owner} has size {s}" for owner, s in sizes)
+        owners = owners_of()
+        listing = ", ".join(f"{owners[i]} has size {s}" for i, s in sizes)
         if axis_size is not None:
             listing += f", axis_size is {axis_size}"
         raise ValueError(f"{name}: mapped axes have different sizes: {listing}")
