@@ -62,6 +62,12 @@ def between_integers(rng, shape):
     return rng.integers(-3, 3, shape) + rng.uniform(0.2, 0.8, shape)
 
 
+def divisors(rng, shape):
+    # floor_divide, remainder, fmod: with dividends from between_integers, x / y stays at
+    # least 0.07 away from the integers where the quotient (and so the remainder) jumps.
+    return rng.choice([-2.0, -1.0, 1.0, 2.0], shape) * rng.uniform(1.0, 1.02, shape)
+
+
 def distinct(rng, shape):
     # Reductions to an extremum: no ties within 0.25 of each other.
     n = int(np.prod(shape, dtype=np.int64))
@@ -380,6 +386,9 @@ record(lax.sub_p, binary_cases())
 record(lax.mul_p, binary_cases())
 record(lax.div_p, binary_cases(real, away_from_zero))
 record(lax.pow_p, binary_cases(uniform(0.3, 3.0), real))
+record(lax.floor_divide_p, binary_cases(between_integers, divisors))
+record(lax.remainder_p, binary_cases(between_integers, divisors))
+record(lax.fmod_p, binary_cases(between_integers, divisors))
 record(lax.max_p, separated_pair_cases())
 record(lax.min_p, separated_pair_cases())
 record(lax.integer_pow_p, integer_pow_cases())

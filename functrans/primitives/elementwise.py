@@ -159,6 +159,48 @@ div_p, div = _binary(
     doc="``x / y`` for inexact operands.",
 )
 
+# --- floor division and remainders ----------------------------------------------------
+# NumPy's own loops, so integers and floats divide exactly as in NumPy, division by
+# zero included (integers give 0, floats inf or nan, each with NumPy's warning).
+
+floor_divide_p, floor_divide = _binary(
+    "floor_divide",
+    np.floor_divide,
+    kinds="iuf",
+    doc="``x // y``: the quotient rounded towards minus infinity (``numpy.floor_divide``).",
+)
+def_zero_derivative(floor_divide_p, 2)
+
+
+remainder_p, remainder = _binary(
+    "remainder",
+    np.remainder,
+    # x % y = x - y * (x // y), with x // y piecewise constant.
+    lambda ans, x, y: scalar_like(ans, 1),
+    lambda ans, x, y: neg(floor_divide(x, y)),
+    kinds="iuf",
+    doc="``x % y``, with the sign of ``y`` (``numpy.remainder``).",
+)
+
+
+def _fmod_partial_y(ans: Any, x: Any, y: Any) -> Any:
+    # fmod(x, y) = x - y * trunc(x / y). The truncated quotient is the floored one plus
+    # one where the remainders differ: a nonzero fmod whose sign is not y's.
+    zero = scalar_like(ans, 0)
+    q = floor_divide(x, y)
+    differs = logical_and(ne(ans, zero), ne(lt(ans, zero), lt(y, zero)))
+    return neg(select(differs, add(q, scalar_like(q, 1)), q))
+
+
+fmod_p, fmod = _binary(
+    "fmod",
+    np.fmod,
+    lambda ans, x, y: scalar_like(ans, 1),
+    _fmod_partial_y,
+    kinds="iuf",
+    doc="``x - y * trunc(x / y)``: the remainder with the sign of ``x`` (``numpy.fmod``).",
+)
+
 # --- transcendental and other unary functions -------------------------------------
 
 
@@ -435,6 +477,8 @@ __all__ = [name for name in dir() if name.endswith("_p")] + [
     "exp",
     "expm1",
     "floor",
+    "floor_divide",
+    "fmod",
     "ge",
     "gt",
     "instantiate",
@@ -453,6 +497,7 @@ __all__ = [name for name in dir() if name.endswith("_p")] + [
     "ne",
     "neg",
     "pow",
+    "remainder",
     "select",
     "sigmoid",
     "sign",
