@@ -1,7 +1,10 @@
 """Pytrees: nested containers of arrays that every transform accepts and returns.
 
 Containers are tuples, lists, dicts (flattened in sorted key order), ``None`` (no
-leaves), namedtuples and registered classes; everything else is a leaf.
+leaves), namedtuples, ``collections.OrderedDict`` (in insertion order, which is part
+of its structure), ``collections.defaultdict`` (sorted keys, as a dict; its
+``default_factory`` is part of its structure) and registered classes; everything else
+is a leaf. Other subclasses of dict are leaves unless registered.
 
 >>> leaves, treedef = tree_flatten({"b": (1, 2), "a": [3]})
 >>> leaves
@@ -12,6 +15,7 @@ leaves), namedtuples and registered classes; everything else is a leaf.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple, TypeVar
@@ -41,11 +45,31 @@ def _flatten_dict(d: dict) -> tuple[list, tuple]:
     return [d[k] for k in keys], keys
 
 
+def _flatten_ordered_dict(d: collections.OrderedDict) -> tuple[list, tuple]:
+    keys = tuple(d)
+    return [d[k] for k in keys], keys
+
+
+def _flatten_defaultdict(d: collections.defaultdict) -> tuple[list, tuple]:
+    values, keys = _flatten_dict(d)
+    return values, (d.default_factory, keys)
+
+
+def _unflatten_defaultdict(aux: tuple, xs: Iterable[Any]) -> collections.defaultdict:
+    factory, keys = aux
+    return collections.defaultdict(factory, zip(keys, xs, strict=True))
+
+
 _registry: dict[type, _NodeType] = {
     tuple: _NodeType(lambda t: (t, None), lambda _, xs: tuple(xs)),
     list: _NodeType(lambda t: (t, None), lambda _, xs: list(xs)),
     dict: _NodeType(_flatten_dict, lambda keys, xs: dict(zip(keys, xs, strict=True))),
     type(None): _NodeType(lambda _: ((), None), lambda _, __: None),
+    collections.OrderedDict: _NodeType(
+        _flatten_ordered_dict,
+        lambda keys, xs: collections.OrderedDict(zip(keys, xs, strict=True)),
+    ),
+    collections.defaultdict: _NodeType(_flatten_defaultdict, _unflatten_defaultdict),
 }
 
 
@@ -130,14 +154,19 @@ class PyTreeDef:
         if self.node_type is list:
             return f"[{inner}]"
         if self.node_type is dict:
-            return (
-                "{"
-                + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.aux, self.children, strict=False))
-                + "}"
-            )
+            return self._items(self.aux)
+        if self.node_type is collections.OrderedDict:
+            return f"OrderedDict({self._items(self.aux)})"
+        if self.node_type is collections.defaultdict:
+            factory, keys = self.aux
+            return f"defaultdict({factory!r}, {self._items(keys)})"
         if self.node_type is type(None):
             return "None"
         return f"{self.node_type.__name__}({inner})"
+
+    def _items(self, keys: tuple) -> str:
+        items = (f"{k!r}: {c!r}" for k, c in zip(keys, self.children, strict=True))
+        return "{" + ", ".join(items) + "}"
 
 
 _LEAF = PyTreeDef(None, None, ())

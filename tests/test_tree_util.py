@@ -76,3 +76,56 @@ def test_broadcast_prefix():
     assert tu.broadcast_prefix((0, None), ((1, 2), {"a": 3})) == [0, 0, None]
     with pytest.raises(ValueError, match="not a tree prefix"):
         tu.broadcast_prefix((0, 1, 2), (1, 2))
+
+
+def test_ordered_dict_is_a_container_in_insertion_order():
+    tree = collections.OrderedDict([("b", 1.0), ("a", (2.0, 3.0))])
+    leaves, treedef = tu.tree_flatten(tree)
+    assert leaves == [1.0, 2.0, 3.0]
+    rebuilt = tu.tree_unflatten(treedef, leaves)
+    assert type(rebuilt) is collections.OrderedDict and list(rebuilt) == ["b", "a"]
+    assert rebuilt == tree
+    # The order is part of the structure, and an OrderedDict is not a dict.
+    reordered = collections.OrderedDict([("a", (2.0, 3.0)), ("b", 1.0)])
+    assert tu.tree_structure(reordered) != treedef
+    assert tu.tree_structure(dict(tree)) != treedef
+    assert repr(treedef) == "OrderedDict({'b': *, 'a': (*, *)})"
+    with pytest.raises(ValueError, match="structures differ"):
+        tu.tree_map(lambda x, y: x, tree, reordered)
+
+
+def test_defaultdict_is_a_container_that_keeps_its_factory():
+    tree = collections.defaultdict(list, {"b": 1.0, "a": [2.0]})
+    leaves, treedef = tu.tree_flatten(tree)
+    assert leaves == [2.0, 1.0]  # sorted keys, as a dict
+    rebuilt = tu.tree_map(lambda x: x * 10, tree)
+    assert type(rebuilt) is collections.defaultdict and rebuilt.default_factory is list
+    assert rebuilt == {"a": [20.0], "b": 10.0}
+    assert rebuilt["missing"] == []
+    assert tu.tree_structure(collections.defaultdict(int, tree)) != treedef
+    assert tu.tree_structure(dict(tree)) != treedef
+    assert repr(treedef) == "defaultdict(<class 'list'>, {'a': [*], 'b': *})"
+
+
+def test_dict_subclasses_under_the_transforms():
+    ordered = collections.OrderedDict([("w", np.array([1.0, 2.0])), ("b", np.float64(0.5))])
+    default = collections.defaultdict(float, {"w": np.array([1.0, 2.0]), "b": np.float64(0.5)})
+    for params in (ordered, default):
+        # Rebuilt in flattening order: insertion order, or sorted keys for a defaultdict.
+        keys = list(params) if type(params) is collections.OrderedDict else sorted(params)
+        loss = lambda p: (p["w"] * p["w"]).sum() * p["b"]
+        g = ft.grad(loss)(params)
+        assert type(g) is type(params) and list(g) == keys
+        np.testing.assert_allclose(g["w"], [1.0, 2.0])
+        np.testing.assert_allclose(g["b"], 5.0)
+        f = ft.jit(lambda p: tu.tree_map(lambda x: 2 * x, p))
+        for _ in range(2):
+            out = f(params)
+            assert type(out) is type(params) and list(out) == keys
+            np.testing.assert_allclose(out["w"], [2.0, 4.0])
+        assert f.cache_info().hits == 1 and f.cache_info().misses == 1
+        if type(params) is collections.defaultdict:
+            assert out.default_factory is float
+        stacked = tu.tree_map(lambda x: np.stack([x, x]), params)
+        batched = ft.vmap(lambda p: p["w"] * p["b"])(stacked)
+        np.testing.assert_allclose(batched, [[0.5, 1.0], [0.5, 1.0]])
