@@ -17,7 +17,8 @@ tracers here, so ``np.tanh(x)`` traces exactly like ``fnp.tanh(x)``.
 Beyond the names in the contract, this module also provides ``full_like
 empty_like astype shape ndim size flip take take_along_axis tensordot trace
 diagonal atleast_1d atleast_2d hstack vstack logical_and logical_or logical_not
-floor amax amin any all isfinite isnan isinf``.
+floor amax amin any all isfinite isnan isinf floor_divide remainder mod fmod divmod
+copy`` (and the operators ``//``, ``%`` and ``divmod`` on traced values).
 Two known differences from NumPy under tracing: ``x ** n`` for an integer ``x`` and a
 traced integer ``n`` is computed in float64 (exact below 2**53), and out-of-range
 traced indices are not checked.
@@ -611,6 +612,34 @@ logical_and = _def_binary(np.logical_and, lambda x, y: lax.logical_and(_bool(x),
 logical_or = _def_binary(np.logical_or, lambda x, y: lax.logical_or(_bool(x), _bool(y)))
 
 
+def _int8_for_bool(op):
+    """NumPy has no boolean loop for floor division and remainders: booleans divide
+    in int8 (``True // True`` is ``int8(1)``)."""
+
+    def apply(x, y):
+        if get_aval(x).dtype == np.bool_:
+            x, y = _convert(x, np.dtype(np.int8)), _convert(y, np.dtype(np.int8))
+        return op(x, y)
+
+    return apply
+
+
+floor_divide = _def_binary(np.floor_divide, _int8_for_bool(lax.floor_divide))
+remainder = mod = _def_binary(np.remainder, _int8_for_bool(lax.remainder), name="remainder")
+fmod = _def_binary(np.fmod, _int8_for_bool(lax.fmod))
+
+
+@_numpy_api(np.divmod)
+def divmod(x1, x2, /):
+    """``(floor_divide(x1, x2), remainder(x1, x2))``, with broadcasting.
+
+    >>> divmod(np.array([7, -7]), 2)
+    (array([ 3, -4]), array([1, 1]))
+    """
+    x1, x2 = _broadcast("divmod", *_promote("divmod", x1, x2))
+    return _int8_for_bool(lax.floor_divide)(x1, x2), _int8_for_bool(lax.remainder)(x1, x2)
+
+
 def _bool(x: Any) -> Any:
     return x if get_aval(x).dtype == np.bool_ else lax.ne(x, get_aval(x).dtype.type(0))
 
@@ -1182,6 +1211,12 @@ def flip(m, axis=None):
 # ---------------------------------------------------------------------------
 
 
+@_numpy_api(np.copy)
+def copy(a, order="K", subok=False):
+    """``numpy.copy``: a traced value is immutable, so its copy is itself."""
+    return _as_array("copy", a, (0, "a"))
+
+
 def _getitem(self, index):
     return _indexing.getitem(self, index)
 
@@ -1459,6 +1494,12 @@ def _install_tracer_methods() -> None:
         "__rmul__": _reversed(multiply),
         "__truediv__": true_divide,
         "__rtruediv__": _reversed(true_divide),
+        "__floordiv__": floor_divide,
+        "__rfloordiv__": _reversed(floor_divide),
+        "__mod__": remainder,
+        "__rmod__": _reversed(remainder),
+        "__divmod__": divmod,
+        "__rdivmod__": _reversed(divmod),
         "__pow__": power,
         "__rpow__": _reversed(power),
         "__matmul__": matmul,
@@ -1484,6 +1525,7 @@ def _install_tracer_methods() -> None:
         "reshape": _method_reshape,
         "transpose": _method_transpose,
         "astype": lambda self, dtype: astype(self, dtype),
+        "copy": lambda self, order="C": self,
         "ravel": lambda self, order="C": ravel(self, order),
         "flatten": lambda self, order="C": ravel(self, order),
         "squeeze": lambda self, axis=None: squeeze(self, axis),

@@ -79,6 +79,25 @@ def nonzero(rng, shape, dtype):
     return (mag * rng.choice([-1, 1], shape)).astype(dtype)
 
 
+def between(rng, shape, dtype):
+    # Dividends: floats strictly between integers (see divisors), integers in [-4, 5).
+    x = real(rng, shape, dtype)
+    if np.dtype(dtype).kind == "f":
+        x = (rng.integers(-4, 4, shape) + rng.uniform(0.2, 0.8, shape)).astype(dtype)
+    return x
+
+
+def divisors(rng, shape, dtype):
+    # Floats near +-1 and +-2: over dividends from ``between``, x / y stays at least 0.07
+    # from the integers where floor division and remainders jump, so finite differences
+    # see their derivatives. Integers include 0 (NumPy gives 0 and warns).
+    if np.dtype(dtype) == np.bool_:
+        return rng.random(shape) < 0.5
+    if np.dtype(dtype).kind in "iu":
+        return rng.integers(-2, 3, shape).astype(dtype)
+    return (rng.choice([-2.0, -1.0, 1.0, 2.0], shape) * rng.uniform(1.0, 1.02, shape)).astype(dtype)
+
+
 def distinct(rng, shape, dtype):
     # No ties, so argmax/argmin/max have one answer in every dtype.
     n = int(np.prod(shape, dtype=np.int64))
@@ -196,6 +215,57 @@ record("python_scalars", lambda m, x: (x * 2.5 + 1) / 3 - 0.5, unary(), dtypes=A
 record("true_divide_int", lambda m, x: m.true_divide(x, 3), unary(), dtypes=(I32, I64))
 record("reflected_ops", lambda m, x: 1.0 - 2.0 / x, unary(), domain=nonzero)
 record("where", lambda m, c, x, y: m.where(c > 0, x, y), broadcasting(3), dtypes=ALL[:4])
+
+# Floor division and remainders. Integers and booleans (which NumPy divides in int8)
+# with zero divisors among them; floats with divisors drawn from ``divisors`` (an array
+# operand, cast to the dividend's dtype) so that finite differences stay off the jumps.
+# "floor_divide" is not differentiated by test_numpy_transforms (as "floor"), but
+# "floordiv_operator" is: its derivatives are zero.
+
+
+@st.composite
+def divisor_cases(draw):
+    x_shape, y_shape = draw(broadcasting())[0]
+    y = draw(hnp.arrays(np.float64, y_shape, elements=st.sampled_from([-2.0, -1.0, 1.0, 2.0])))
+    return [x_shape, y], {}
+
+
+for _name in ("floor_divide", "remainder", "mod", "fmod", "divmod"):
+    record(
+        _name + "_int",
+        lambda m, x, y, _n=_name: getattr(m, _n)(x, y),
+        broadcasting(),
+        dtypes=(I32, I64, BOOL),
+    )
+    record(
+        _name,
+        lambda m, x, y, _n=_name: getattr(m, _n)(x, y.astype(x.dtype)),
+        divisor_cases(),
+        domain=between,
+    )
+for _name, _op in [
+    ("floordiv_operator", lambda x, y: x // y),
+    ("mod_operator", lambda x, y: x % y),
+    ("divmod_builtin", divmod),
+]:
+    record(
+        _name, lambda m, x, y, _op=_op: _op(x, y.astype(x.dtype)), divisor_cases(), domain=between
+    )
+    record(_name + "_int", lambda m, x, y, _op=_op: _op(x, y), broadcasting(), dtypes=(I32, I64))
+record(
+    "floordiv_mod_scalars",
+    lambda m, x: (x // 2, x % -2, x % 2.0, m.fmod(x, -2), divmod(x, 2)),
+    unary(),
+    domain=between,
+    dtypes=ALL,
+)
+record(
+    "rfloordiv_rmod",
+    lambda m, x: (2.5 // x, 2.5 % x, 7 // x, -7 % x, divmod(2.5, x)),
+    unary(),
+    domain=divisors,
+    dtypes=ALL,
+)
 record("where_scalar", lambda m, x: m.where(x > 0, x, 0.0), unary())
 record("clip", lambda m, x: m.clip(x, -0.5, 0.75), unary(), dtypes=NUMERIC)
 record("clip_arrays", lambda m, x, lo, hi: m.clip(x, lo, hi), broadcasting(3))
@@ -326,6 +396,8 @@ record("reshape_method_args", lambda m, x, newshape: x.reshape(*newshape), resha
 record("ravel", lambda m, x: m.ravel(x), unary(), dtypes=ALL)
 record("ravel_method", lambda m, x: x.ravel(), unary())
 record("flatten", lambda m, x: x.flatten(), unary())
+record("copy", lambda m, x: m.copy(x), unary(), dtypes=ALL)
+record("copy_method", lambda m, x: x.copy(), unary(), dtypes=ALL)
 
 
 @st.composite
@@ -1088,6 +1160,10 @@ SHAPE_ERRORS = [
     (lambda a: fnp.transpose(a, (0, 0)), [(2, 2)], r"transpose: .*\(2, 2\)"),
     (lambda a: fnp.sum(a, axis=2), [(2, 2)], r"sum: axis 2 is out of bounds .*dimension 2"),
     (lambda a, b: fnp.tensordot(a, b, 1), [(2, 3), (2,)], r"tensordot: .*\(2, 3\) and \(2,\)"),
+    (lambda a, b: fnp.floor_divide(a, b), [(2,), (3,)], r"floor_divide: incompatible shapes"),
+    (lambda a, b: fnp.mod(a, b), [(2,), (3,)], r"remainder: incompatible shapes \(2,\) and \(3,\)"),
+    (lambda a, b: fnp.fmod(a, b), [(2,), (3,)], r"fmod: incompatible shapes \(2,\) and \(3,\)"),
+    (lambda a, b: fnp.divmod(a, b), [(2,), (3,)], r"divmod: incompatible shapes \(2,\) and"),
 ]
 
 
@@ -1196,3 +1272,86 @@ def test_reduce_sum_impl_keeps_small_int_dtypes():
     closed = ft.make_jaxpr(lambda x: lax.reduce_sum(x, (0,)))(x)
     assert closed.out_avals[0].dtype == np.int32
     assert closed(x)[0].dtype == np.int32
+
+
+# ---------------------------------------------------------------------------
+# Floor division and remainders: NumPy's results and warnings, also at zero divisors
+# ---------------------------------------------------------------------------
+
+DIVISION_OPERANDS = [
+    (np.array([7, -7, 7, -7, 0, 5]), np.array([2, 2, -2, -2, 0, 0])),
+    (np.array([7, -7, 3], np.int32), np.array([0, 3, -2], np.int32)),
+    (np.array([True, False, True]), np.array([True, True, False])),
+    (np.array([5.5, -5.5, 1.0, -1.0, 0.0, -1e-20]), np.array([2.0, 2.0, 0.0, -0.0, 0.0, 1.0])),
+    (np.array([5.5, -5.5, 1.0], np.float32), np.array([-2.0, 0.0, 0.0], np.float32)),
+]
+
+
+def _messages(caught, name: str) -> set[str]:
+    # A traced divmod warns from floor_divide and remainder where NumPy's divmod warns in
+    # its own name: for it, only the kinds ("divide by zero", "invalid value") compare.
+    messages = {str(w.message).replace("scalar ", "") for w in caught}
+    return {m.split(" encountered")[0] for m in messages} if name == "divmod" else messages
+
+
+@pytest.mark.parametrize("name", ["floor_divide", "remainder", "mod", "fmod", "divmod"])
+@pytest.mark.parametrize("mode", ["eager", "jit", "make_jaxpr", "vmap"])
+def test_division_matches_numpy_with_its_warnings(name, mode):
+    fun = getattr(fnp, name)
+    run = {
+        "eager": fun,
+        "jit": ft.jit(fun),
+        "make_jaxpr": lambda x, y: ft.make_jaxpr(fun)(x, y)(x, y),
+        "vmap": ft.vmap(fun),
+    }[mode]
+    for x, y in DIVISION_OPERANDS:
+        with warnings.catch_warnings(record=True) as expected:
+            warnings.simplefilter("always")
+            want = getattr(np, name)(x, y)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = run(x, y)
+        assert_same(tuple(got) if name == "divmod" else got, want, False, f"{name} {x.dtype}")
+        assert _messages(caught, name) == _messages(expected, name), (x.dtype, caught)
+
+
+def test_division_operators_on_tracers():
+    x = np.array([7.5, -7.5, 3.0])
+    y = np.array([2.0, 2.0, -2.0])
+    ops = {
+        "x // y": lambda x: x // y,
+        "y // x": lambda x: y // x,
+        "x % 2": lambda x: x % 2,
+        "2 % x": lambda x: 2 % x,
+        "3 // x": lambda x: 3 // x,
+        "divmod(x, y)": lambda x: divmod(x, y),
+        "divmod(2, x)": lambda x: divmod(2.0, x),
+        "np.mod": lambda x: np.mod(x, y),
+        "np.divmod": lambda x: np.divmod(y, x),
+    }
+    for what, f in ops.items():
+        assert_same(ft.jit(f)(x), f(x), False, what)
+        assert_same(ft.make_jaxpr(f)(x)(x), tree_leaves(f(x)), False, what)
+    # The array on the left of a tracer: ndarray.__floordiv__ dispatches to fnp.
+    source = ft.jit(lambda x: (y // x, y % x)).source(x)
+    assert "//" in source and "%" in source
+    closed = ft.make_jaxpr(lambda x: (x // y, x % y, fnp.fmod(x, y)))(x)
+    assert _prims(closed) == ["floor_divide", "remainder", "fmod"]
+
+
+def test_remainder_and_fmod_derivatives():
+    x = np.array([5.5, -5.5, 5.5, -5.5])
+    y = np.array([2.0, 2.0, -2.0, -2.0])
+    sum_of = lambda f: lambda x, y: fnp.sum(f(x, y))  # noqa: E731
+    gx, gy = ft.grad(sum_of(fnp.remainder), (0, 1))(x, y)
+    np.testing.assert_array_equal(gx, np.ones(4))
+    np.testing.assert_array_equal(gy, -np.floor_divide(x, y))
+    gx, gy = ft.grad(sum_of(fnp.fmod), (0, 1))(x, y)
+    np.testing.assert_array_equal(gx, np.ones(4))
+    np.testing.assert_array_equal(gy, -np.trunc(x / y))
+    gx, gy = ft.grad(sum_of(fnp.floor_divide), (0, 1))(x, y)
+    np.testing.assert_array_equal(gx, np.zeros(4))
+    np.testing.assert_array_equal(gy, np.zeros(4))
+    # Integer division has no derivative: integers are not differentiable inputs.
+    with pytest.raises(TypeError):
+        ft.grad(lambda x: fnp.sum(x // 2))(np.array([3, 4]))
