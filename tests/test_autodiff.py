@@ -726,3 +726,16 @@ def test_linearized_map_checks_its_tangents():
 def test_value_and_grad_errors_name_value_and_grad():
     with pytest.raises(TypeError, match=r"^value_and_grad\(<lambda>\): .*shape \(3,\)"):
         ft.value_and_grad(lambda x: x)(X)
+
+
+def test_integer_inputs_and_outputs_carry_no_derivative():
+    ints = np.arange(3)
+    (ct,) = ft.vjp(lambda x: x * 2, ints)[1](np.ones(3))
+    np.testing.assert_array_equal(ct, [0, 0, 0])
+    out, tangent = ft.jvp(lambda x: x * 2, (ints,), (np.ones(3),))
+    np.testing.assert_array_equal(tangent, [0, 0, 0])
+    _, tangent = ft.jvp(lambda x, y: x * y, (ints, 2.0), (np.ones(3), 1.0))
+    np.testing.assert_array_equal(tangent, ints)  # only y's tangent counts
+    cts = ft.vjp(lambda x, y: (x * 2, y * x), ints, 2.0)[1]((np.ones(3), np.ones(3)))
+    np.testing.assert_array_equal(cts[0], [0, 0, 0])
+    assert cts[1] == 3.0

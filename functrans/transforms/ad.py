@@ -172,6 +172,11 @@ def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple
     weak = _weak(p_leaves)
     p_leaves = [_as_input(x, "jvp") for x in p_leaves]
     t_leaves = [_check_tangent(p, t, "jvp") for p, t in zip(p_leaves, t_leaves, strict=True)]
+    # Integer inputs have no derivative: whatever their tangent, it is zero.
+    t_leaves = [
+        t if get_aval(p).dtype.kind in "fc" else Zero(get_aval(p).strip_weak_type())
+        for p, t in zip(p_leaves, t_leaves, strict=True)
+    ]
     out_tree_box = []
     flat = _flatten_fun(fun, p_tree, out_tree_box)
     out_p, out_t = _jvp_flat(flat, p_leaves, t_leaves, f"jvp({_name(fun)})", weak)
@@ -345,7 +350,8 @@ def _pullback(trace: ReverseTrace, outs: list, in_slots: list, in_avals: list):
         for o, ct, aval in zip(outs, out_cts, out_avals, strict=True):
             if type(ct) is Zero or ct is None:
                 continue
-            if type(o) is ReverseTracer and o._trace is trace:
+            if type(o) is ReverseTracer and o._trace is trace and aval.dtype.kind in "fc":
+                # (An integer output has no derivative: its cotangent flows nowhere.)
                 ct_aval = get_aval(ct)
                 if ct_aval.shape != aval.shape:
                     raise ValueError(
