@@ -260,8 +260,8 @@ def broadcast_prefix(prefix: Any, tree: Any, what: str = "prefix") -> list:
         t_children, t_def = _children(t)
         if t_def is None or p_def != t_def or len(p_children) != len(t_children):
             raise ValueError(
-                f"{what} {prefix!r} is not a tree prefix of the argument structure "
-                f"{tree_structure(tree)} (mismatch at {path or 'the root'})"
+                f"{what} {prefix!r} is not a tree prefix of the structure "
+                f"{tree_structure(tree)} it applies to (mismatch at {path or 'the root'})"
             )
         for i, (pc, tc) in enumerate(zip(p_children, t_children, strict=True)):
             go(pc, tc, f"{path}[{i}]")
