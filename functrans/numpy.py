@@ -967,8 +967,9 @@ def _resolve_shape(name: str, old: tuple[int, ...], new: Any) -> tuple[int, ...]
 
 
 @_numpy_api(np.reshape)
-def reshape(a, /, shape=None, order="C", *, newshape=None, copy=None):
+def reshape(a, /, shape, order="C", *, copy=None):
     """``numpy.reshape``; one entry of ``shape`` may be -1; ``order`` 'C' or 'F'.
+    (``copy`` is accepted and has no effect: traced values are immutable.)
 
     >>> reshape(np.arange(6), (3, -1), order="F")
     array([[0, 3],
@@ -976,21 +977,33 @@ def reshape(a, /, shape=None, order="C", *, newshape=None, copy=None):
            [2, 5]])
     """
     x = _as_array("reshape", a, (0, "a"))
-    shape = newshape if shape is None else shape
-    if shape is None:
-        raise TypeError("reshape: missing the new shape")
     new = _resolve_shape("reshape", _shape(x), shape)
+    _check_order("reshape", order, ("A",))
     if order == "F":
         return transpose(lax.reshape(transpose(x), new[::-1]))
-    if order not in ("C", "A"):
-        raise ValueError(f"reshape: order must be 'C' or 'F', got {order!r}")
     return lax.reshape(x, new)
+
+
+def _check_order(name: str, order: Any, layout_orders: tuple[str, ...]) -> None:
+    """Only 'C' and 'F' are defined for traced values: the ``layout_orders`` ('A', 'K')
+    follow the memory layout of a NumPy array, which a traced value does not have."""
+    if order in ("C", "F"):
+        return
+    if order in layout_orders:
+        raise ValueError(
+            f"{name}: order={order!r} follows the memory layout of the array, which a traced "
+            "value does not have; use order='C' or order='F'"
+        )
+    valid = ", ".join(repr(o) for o in ("C", "F", *layout_orders))
+    raise ValueError(f"{name}: order must be one of {valid}, got {order!r}")
 
 
 @_numpy_api(np.ravel)
 def ravel(a, order="C"):
-    """``a`` flattened to one axis."""
-    return reshape(a, -1, order=order)
+    """``a`` flattened to one axis (``order`` 'C' or 'F')."""
+    x = _as_array("ravel", a, (0, "a"))
+    _check_order("ravel", order, ("A", "K"))
+    return reshape(x, -1, order=order)
 
 
 @_numpy_api(np.transpose)
@@ -1480,7 +1493,7 @@ def _method_transpose(self, *axes):
     return transpose(self, _shape_args(axes) if axes else None)
 
 
-def _method_reshape(self, *shape, order="C"):
+def _method_reshape(self, *shape, order="C", copy=None):
     return reshape(self, _shape_args(shape), order=order)
 
 

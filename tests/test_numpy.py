@@ -393,6 +393,7 @@ record("reshape", lambda m, x, newshape: m.reshape(x, newshape), reshape_cases()
 record("reshape_F", lambda m, x, newshape: m.reshape(x, newshape, order="F"), reshape_cases())
 record("reshape_method", lambda m, x, newshape: x.reshape(newshape), reshape_cases())
 record("reshape_method_args", lambda m, x, newshape: x.reshape(*newshape), reshape_cases())
+record("reshape_keyword", lambda m, x, newshape: m.reshape(x, shape=newshape), reshape_cases())
 record("ravel", lambda m, x: m.ravel(x), unary(), dtypes=ALL)
 record("ravel_method", lambda m, x: x.ravel(), unary())
 record("flatten", lambda m, x: x.flatten(), unary())
@@ -1355,3 +1356,39 @@ def test_remainder_and_fmod_derivatives():
     # Integer division has no derivative: integers are not differentiable inputs.
     with pytest.raises(TypeError):
         ft.grad(lambda x: fnp.sum(x // 2))(np.array([3, 4]))
+
+
+# ---------------------------------------------------------------------------
+# reshape's signature is NumPy's; order 'C' and 'F' only for traced values
+# ---------------------------------------------------------------------------
+
+
+def test_reshape_signature_is_numpys():
+    import inspect
+
+    assert inspect.signature(fnp.reshape) == inspect.signature(np.reshape)
+    x = np.arange(6.0)
+    for f in (fnp.reshape, ft.jit(fnp.reshape, static_argnames="shape")):
+        np.testing.assert_array_equal(f(x, shape=(2, 3)), x.reshape(2, 3))
+    want = np.reshape(x, (3, 2), "F")
+    np.testing.assert_array_equal(ft.jit(lambda x: fnp.reshape(x, (3, 2), "F", copy=True))(x), want)
+    for call in (lambda x: fnp.reshape(x, newshape=(2, 3)), lambda x: fnp.reshape(x)):
+        with pytest.raises(TypeError):
+            call(x)
+        with pytest.raises(TypeError):
+            ft.make_jaxpr(call)(x)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda x: fnp.reshape(x, (2, 3), order="A"), r"reshape: order='A' .*memory layout"),
+        (lambda x: fnp.reshape(x, (2, 3), order="K"), r"reshape: order must be one of"),
+        (lambda x: x.reshape(2, 3, order="X"), r"reshape: order must be one of"),
+        (lambda x: fnp.ravel(x, order="K"), r"ravel: order='K' .*memory layout"),
+        (lambda x: x.flatten("A"), r"ravel: order='A'"),
+    ],
+)
+def test_reshape_orders_that_need_a_memory_layout_are_rejected_when_traced(call, message):
+    with pytest.raises(ValueError, match=message):
+        ft.jit(call)(np.arange(6.0))
