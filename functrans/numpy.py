@@ -509,9 +509,8 @@ empty_like = _like("empty_like", np.empty_like, 0)
 @_numpy_api(np.full)
 def full(shape, fill_value, dtype=None, order="C"):
     """``numpy.full``; a traced ``fill_value`` is broadcast to ``shape``."""
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     fill = _as_array("full", fill_value, (1, "fill_value"))
-    return broadcast_to(fill if dtype is None else _convert(fill, np.dtype(dtype)), shape)
+    return _broadcast_to("full", fill if dtype is None else _convert(fill, np.dtype(dtype)), shape)
 
 
 @_numpy_api(np.full_like)
@@ -520,7 +519,7 @@ def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
     aval = get_aval(_as_operand("full_like", a, (0, "a")))
     fill = _as_array("full_like", fill_value, (1, "fill_value"))
     dtype = aval.dtype if dtype is None else np.dtype(dtype)
-    return broadcast_to(_convert(fill, dtype), aval.shape if shape is None else tuple(shape))
+    return _broadcast_to("full_like", _convert(fill, dtype), aval.shape if shape is None else shape)
 
 
 @_numpy_api(np.linspace)
@@ -736,6 +735,13 @@ def clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None):
     _no_out("clip", out=out)
     a_min = min if a_min is None else a_min
     a_max = max if a_max is None else a_max
+    named = [(0, "a"), (1, "a_min"), (2, "a_max")]
+    a, a_min, a_max = (
+        None if x is None else _as_operand("clip", x, what)
+        for x, what in zip((a, a_min, a_max), named, strict=True)
+    )
+    # Checked here so that an error names clip and every operand, not maximum.
+    broadcast_shapes("clip", *[_shape(x) for x in (a, a_min, a_max) if x is not None])
     if a_min is not None:
         a = maximum(a, a_min)
     if a_max is not None:
@@ -846,7 +852,11 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None):
     """``numpy.var``: mean squared deviation, divided by ``n - ddof``."""
     _no_out("var", out=out, where=where)
-    x, axes = _reduce_prep("var", a, axis)
+    return _var("var", a, axis, dtype, ddof, keepdims)
+
+
+def _var(name: str, a: Any, axis: Any, dtype: Any, ddof: Any, keepdims: bool) -> Any:
+    x, axes = _reduce_prep(name, a, axis)
     dt, acc = _mean_dtypes(x, dtype)
     shape = _shape(x)
     x = _convert(x, acc)
@@ -864,8 +874,7 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None):
     """``numpy.std``: the square root of ``var``."""
     _no_out("std", out=out, where=where)
-    v = var(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
-    return lax.sqrt(v)
+    return lax.sqrt(_var("std", a, axis, dtype, ddof, keepdims))
 
 
 def _def_argext(numpy_fun, op):
@@ -1094,12 +1103,15 @@ def squeeze(a, axis=None):
 @_numpy_api(np.broadcast_to)
 def broadcast_to(array, shape, subok=False):
     """``array`` broadcast to ``shape`` with an explicit ``broadcast_in_dim``."""
-    x = _as_array("broadcast_to", array, (0, "array"))
+    return _broadcast_to("broadcast_to", _as_array("broadcast_to", array, (0, "array")), shape)
+
+
+def _broadcast_to(name: str, x: Any, shape: Any) -> Any:
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
     old = _shape(x)
     offset = len(shape) - len(old)
     if offset < 0 or builtins.any(n not in (1, shape[offset + i]) for i, n in enumerate(old)):
-        raise ValueError(f"broadcast_to: cannot broadcast an array of shape {old} to {shape}")
+        raise ValueError(f"{name}: cannot broadcast an array of shape {old} to {shape}")
     if old == shape:
         return x
     return lax.broadcast_in_dim(x, shape, tuple(range(offset, len(shape))))
@@ -1118,22 +1130,25 @@ def concatenate(arrays, /, axis=0, out=None, *, dtype=None, casting="same_kind")
     """Join arrays along ``axis`` (``None``: flatten them first)."""
     _no_out("concatenate", out=out)
     xs = _promote_arrays("concatenate", *_sequence("concatenate", arrays), dtype=dtype)
+    return _concatenate("concatenate", xs, axis)
+
+
+def _concatenate(name: str, xs: list[Any], axis: Any) -> Any:
     if not xs:
-        raise ValueError("concatenate: need at least one array to concatenate")
+        raise ValueError(f"{name}: need at least one array to concatenate")
     if axis is None:
         xs = [lax.reshape(x, (math.prod(_shape(x)),)) for x in xs]
         axis = 0
     shapes = [_shape(x) for x in xs]
     if not shapes[0]:
-        raise ValueError("concatenate: zero-dimensional arrays cannot be concatenated")
-    ax = normalize_axis("concatenate", axis, len(shapes[0]))
+        raise ValueError(f"{name}: zero-dimensional arrays cannot be concatenated")
+    ax = normalize_axis(name, axis, len(shapes[0]))
     if builtins.any(
         len(s) != len(shapes[0]) or s[:ax] + s[ax + 1 :] != shapes[0][:ax] + shapes[0][ax + 1 :]
         for s in shapes
     ):
-        raise ValueError(
-            f"concatenate: incompatible shapes {', '.join(map(str, shapes))} along axis {ax}"
-        )
+        listed = ", ".join(map(str, shapes))
+        raise ValueError(f"{name}: incompatible shapes {listed} along axis {ax}")
     return xs[0] if len(xs) == 1 else lax.concatenate(xs, ax)
 
 
@@ -1157,14 +1172,15 @@ def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
 @_numpy_api(np.vstack)
 def vstack(tup):
     """Stack arrays along the first axis (1-D arrays become rows)."""
-    return concatenate([atleast_2d(x) for x in _sequence("vstack", tup)], axis=0)
+    xs = _promote_arrays("vstack", *_sequence("vstack", tup))
+    return _concatenate("vstack", [atleast_2d(x) for x in xs], 0)
 
 
 @_numpy_api(np.hstack)
 def hstack(tup):
     """Stack arrays along the second axis (the first for 1-D arrays)."""
-    xs = [atleast_1d(x) for x in _sequence("hstack", tup)]
-    return concatenate(xs, axis=0 if xs and len(_shape(xs[0])) == 1 else 1)
+    xs = [atleast_1d(x) for x in _promote_arrays("hstack", *_sequence("hstack", tup))]
+    return _concatenate("hstack", xs, 0 if xs and len(_shape(xs[0])) == 1 else 1)
 
 
 @_numpy_api(np.atleast_1d)
@@ -1272,6 +1288,12 @@ def take_along_axis(arr, indices, axis):
             "same number of dimensions"
         )
     ax = normalize_axis("take_along_axis", axis, len(shape))
+    pairs = enumerate(zip(shape, ishape, strict=True))
+    if builtins.any(d != ax and n != k and 1 not in (n, k) for d, (n, k) in pairs):
+        raise ValueError(
+            f"take_along_axis: indices of shape {ishape} do not broadcast against arr of shape "
+            f"{shape} outside axis {ax}"
+        )
     index = []
     for d, n in enumerate(shape):
         if d == ax:
@@ -1411,14 +1433,18 @@ def einsum(subscripts, /, *operands, out=None, dtype=None, optimize=False, **kwa
 @_numpy_api(np.diagonal)
 def diagonal(a, offset=0, axis1=0, axis2=1):
     """The diagonal of ``a`` over ``axis1`` and ``axis2``, appended as the last axis."""
-    x = _as_array("diagonal", a, (0, "a"))
+    return _diagonal("diagonal", a, offset, axis1, axis2)
+
+
+def _diagonal(name: str, a: Any, offset: Any, axis1: Any, axis2: Any) -> Any:
+    x = _as_array(name, a, (0, "a"))
     shape = _shape(x)
     nd = len(shape)
     if nd < 2:
-        raise ValueError(f"diagonal: array of shape {shape} must be at least 2-D")
-    i, j = normalize_axis("diagonal", axis1, nd), normalize_axis("diagonal", axis2, nd)
+        raise ValueError(f"{name}: array of shape {shape} must be at least 2-D")
+    i, j = normalize_axis(name, axis1, nd), normalize_axis(name, axis2, nd)
     if i == j:
-        raise ValueError("diagonal: axis1 and axis2 cannot be the same")
+        raise ValueError(f"{name}: axis1 and axis2 cannot be the same")
     rest = [d for d in range(nd) if d not in (i, j)]
     x = lax.transpose(x, (i, j, *rest))
     r0, c0 = (0, offset) if offset >= 0 else (-offset, 0)
@@ -1432,7 +1458,7 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
 def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
     """Sum along a diagonal of ``a``."""
     _no_out("trace", out=out)
-    return sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
+    return sum(_diagonal("trace", a, offset, axis1, axis2), axis=-1, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------

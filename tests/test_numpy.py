@@ -1161,10 +1161,31 @@ SHAPE_ERRORS = [
     (lambda a: fnp.transpose(a, (0, 0)), [(2, 2)], r"transpose: .*\(2, 2\)"),
     (lambda a: fnp.sum(a, axis=2), [(2, 2)], r"sum: axis 2 is out of bounds .*dimension 2"),
     (lambda a, b: fnp.tensordot(a, b, 1), [(2, 3), (2,)], r"tensordot: .*\(2, 3\) and \(2,\)"),
+    (
+        lambda a, b: fnp.clip(a, b, 1.0),
+        [(3,), (2,)],
+        r"clip: incompatible shapes \(3,\) and \(2,\) and \(\)$",
+    ),
+    (
+        lambda a, b, c: fnp.clip(a, min=b, max=c),
+        [(2, 3), (3,), (2,)],
+        r"clip: incompatible shapes \(2, 3\) and \(3,\) and \(2,\)$",
+    ),
     (lambda a, b: fnp.floor_divide(a, b), [(2,), (3,)], r"floor_divide: incompatible shapes"),
     (lambda a, b: fnp.mod(a, b), [(2,), (3,)], r"remainder: incompatible shapes \(2,\) and \(3,\)"),
     (lambda a, b: fnp.fmod(a, b), [(2,), (3,)], r"fmod: incompatible shapes \(2,\) and \(3,\)"),
     (lambda a, b: fnp.divmod(a, b), [(2,), (3,)], r"divmod: incompatible shapes \(2,\) and"),
+    (lambda a: fnp.trace(a), [(3,)], r"trace: array of shape \(3,\) must be at least 2-D"),
+    (lambda a: fnp.full((2, 3), a), [(4,)], r"full: cannot broadcast .*\(4,\) to \(2, 3\)"),
+    (lambda a, b: fnp.full_like(a, b), [(3,), (4,)], r"full_like: .*\(4,\) to \(3,\)"),
+    (lambda a, b: fnp.vstack([a, b]), [(2, 3), (2, 4)], r"vstack: incompatible shapes \(2, 3\)"),
+    (lambda a, b: fnp.hstack([a, b]), [(2, 3), (3, 4)], r"hstack: incompatible shapes \(2, 3\)"),
+    (lambda a: fnp.std(a, axis=2), [(2, 3)], r"std: axis 2 is out of bounds"),
+    (
+        lambda a, i: fnp.take_along_axis(a, i.astype(int), axis=0),
+        [(2, 3), (2, 4)],
+        r"take_along_axis: indices of shape \(2, 4\) .* arr of shape \(2, 3\)",
+    ),
 ]
 
 
