@@ -236,7 +236,9 @@ def _convert(x: Any, dtype: np.dtype, weak: bool = False) -> Any:
         aval = x.aval
         if aval.dtype == dtype and (weak or not aval.weak_type):
             return x
-        return lax.convert_element_type(x, dtype)
+        # Weakly typed operands with a weakly typed result (a loop index times 0.5)
+        # stay weak: the result still adopts the dtype of the arrays it meets.
+        return lax.convert_element_type(x, dtype, weak_type=weak and aval.weak_type)
     if x.dtype != dtype:
         return np.asarray(x).astype(dtype) if isinstance(x, np.ndarray) else dtype.type(x)
     return x

@@ -626,3 +626,17 @@ def test_jit_compiles_loops_once():
     assert len(calls) == 1 and jitted.cache_info().hits == 1
     g = ft.jit(ft.grad(lambda w, xs: fnp.sum(f(w, xs)[0])))
     assert_close(g(w, xs), ft.grad(lambda w, xs: fnp.sum(f(w, xs)[0]))(w, xs))
+
+
+def test_fori_loop_index_is_weakly_typed_with_python_bounds():
+    # As range()'s Python ints: a float32 carry plus (a multiple of) the index stays
+    # float32, eagerly and under every transform.
+    f = lambda c: lax.fori_loop(0, 3, lambda i, c: c + i * 0.5, c)
+    x = np.ones(2, np.float32)
+    assert f(x).dtype == ft.jit(f)(x).dtype == ft.vmap(f)(np.stack([x, x])).dtype == np.float32
+    np.testing.assert_array_equal(f(x), [2.5, 2.5])
+    g = ft.grad(lambda c: fnp.sum(f(c)))(x)
+    assert g.dtype == np.float32 and (g == 1).all()
+    # NumPy integer bounds give a NumPy integer index: NumPy's promotion applies.
+    out = lax.fori_loop(np.int32(0), np.int32(3), lambda i, c: c + i, np.ones(2, np.float64))
+    assert out.dtype == np.float64

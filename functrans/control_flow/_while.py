@@ -31,7 +31,7 @@ from functrans.control_flow._common import (
 from functrans.control_flow._loops import LoopNames, promote_init, trace_loop_body
 from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval
 from functrans.ir import Var
-from functrans.primitives import add, broadcast_in_dim, lt, reduce_max, select
+from functrans.primitives import add, broadcast_in_dim, convert_element_type, lt, reduce_max, select
 from functrans.transforms.derived import call_jaxpr, instantiate, jvp_jaxpr, trace_derived
 from functrans.tree_util import tree_flatten, tree_unflatten
 
@@ -137,9 +137,14 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
     if not isinstance(lower, Tracer) and not isinstance(upper, Tracer):
         lo, hi = int(lower), int(upper)
 
+        # With Python-int bounds the body sees the index as range() gives it: a Python
+        # int, weakly typed, so a float32 carry plus the index stays float32.
+        weak = lo_aval.weak_type and hi_aval.weak_type
+
         def step(carry: Any, _: Any) -> Any:
             i, val = carry
-            return (add(i, one), apply_body(i, val)), None
+            index = convert_element_type(i, dtype, weak_type=True) if weak else i
+            return (add(i, one), apply_body(index, val)), None
 
         names = LoopNames("fori_loop", "body_fun", body_fun, ["the loop index", *paths])
         init = (dtype.type(lo), init_val)

@@ -421,28 +421,34 @@ batch_elementwise(select_p)
 convert_element_type_p = Primitive("convert_element_type")
 
 
-def convert_element_type(x: Any, new_dtype: Any) -> Any:
-    """``x`` cast to ``new_dtype`` (``x.astype(new_dtype)``)."""
+def convert_element_type(x: Any, new_dtype: Any, weak_type: bool = False) -> Any:
+    """``x`` cast to ``new_dtype`` (``x.astype(new_dtype)``). With ``weak_type`` the
+    result is typed as a Python number of that kind would be: it adopts the dtype of
+    the arrays it meets (a loop index, say)."""
+    if weak_type:
+        return convert_element_type_p.bind(x, new_dtype=np.dtype(new_dtype), weak_type=True)
     return convert_element_type_p.bind(x, new_dtype=np.dtype(new_dtype))
 
 
-def _convert_impl(x, *, new_dtype):
+def _convert_impl(x, *, new_dtype, weak_type=False):
     return np.asarray(x).astype(new_dtype)
 
 
 convert_element_type_p.def_impl(_convert_impl)
-convert_element_type_p.def_abstract_eval(lambda x, *, new_dtype: ShapedArray(x.shape, new_dtype))
+convert_element_type_p.def_abstract_eval(
+    lambda x, *, new_dtype, weak_type=False: ShapedArray(x.shape, new_dtype, weak_type)
+)
 
 
-def _convert_jvp(primals, tangents, *, new_dtype):
+def _convert_jvp(primals, tangents, *, new_dtype, weak_type=False):
     (x,), (t,) = primals, tangents
-    ans = convert_element_type(x, new_dtype)
+    ans = convert_element_type(x, new_dtype, weak_type)
     if type(t) is Zero or new_dtype.kind not in "fc" or get_aval(x).dtype.kind not in "fc":
         return ans, Zero(get_aval(ans))
     return ans, convert_element_type(t, new_dtype)
 
 
-def _convert_vjp(g, ans, x, *, new_dtype):
+def _convert_vjp(g, ans, x, *, new_dtype, weak_type=False):
     old = get_aval(x).dtype
     if old.kind not in "fc":
         return None

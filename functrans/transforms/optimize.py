@@ -311,7 +311,8 @@ def _unit_reshape_dims(src_shape, mid_shape, dims, out_rank) -> tuple[int, ...] 
 
 def _simplify_convert(eqn, producers):
     (x,), (out,) = eqn.invars, eqn.outvars
-    return _forward(x, out) if x.aval.dtype == eqn.params["new_dtype"] else None
+    same = x.aval.dtype == eqn.params["new_dtype"]
+    return _forward(x, out) if same and x.aval.weak_type == out.aval.weak_type else None
 
 
 def _simplify_select(eqn, producers):
