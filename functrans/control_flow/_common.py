@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -78,8 +79,10 @@ def leaf_paths(tree: Any, root: str) -> list[str]:
         elif type(x) in (tuple, list):
             for i, child in enumerate(x):
                 go(child, f"{path}[{i}]")
-        elif type(x) is dict:
-            for key in sorted(x):
+        elif type(x) in (dict, collections.defaultdict, collections.OrderedDict):
+            # In flattening order: sorted keys, but an OrderedDict's own order.
+            keys = list(x) if type(x) is collections.OrderedDict else sorted(x)
+            for key in keys:
                 go(x[key], f"{path}[{key!r}]")
         else:
             leaves, treedef = tree_flatten(x)
