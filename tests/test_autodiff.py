@@ -3,6 +3,7 @@ hessian, custom_jvp/custom_vjp and stop_gradient, against closed forms in NumPy.
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 import functrans as ft
 import functrans.numpy as fnp
+from functrans.core import Primitive
 from functrans.errors import UnexpectedTracerError
 from functrans.primitives import all_primitives
 from functrans.test_util import check_grads
@@ -600,6 +602,327 @@ def test_custom_rules_closing_over_a_differentiated_value_are_a_clear_error():
     np.testing.assert_allclose(ft.grad(with_custom_jvp, argnums=1)(2.0, X), 2.0 * np.ones(3))
 
 
+def _sine_with_bwd(bwd):
+    @ft.custom_vjp
+    def g(x):
+        return fnp.sin(x)
+
+    g.defvjp(lambda x: (g(x), x), bwd)
+    return g
+
+
+def test_custom_vjp_cotangents_of_the_wrong_type_are_a_clear_error():
+    x2 = np.array([0.5, 1.0])
+    wrong_shape = _sine_with_bwd(lambda x, g: (np.ones(5),))
+    message = (
+        r"custom_vjp: bwd of g returned a cotangent of shape \(5,\) and dtype float64 for "
+        r"argument 0 of shape \(2,\) and dtype float64"
+    )
+    with pytest.raises(TypeError, match=message):
+        ft.grad(lambda x: fnp.sum(wrong_shape(x)))(x2)
+    # Under vmap the rule's cotangent is checked per example.
+    with pytest.raises(TypeError, match=r"shape \(5,\) .* for argument 0 of shape \(2,\)"):
+        ft.grad(lambda x: fnp.sum(ft.vmap(wrong_shape)(x)))(np.ones((4, 2)))
+
+    narrowed = _sine_with_bwd(lambda x, g: (g.astype(np.float32),))
+    with pytest.raises(TypeError, match="dtype float32 for argument 0 of shape .* float64"):
+        ft.grad(lambda x: fnp.sum(narrowed(x)))(x2)
+    widened = _sine_with_bwd(lambda x, g: (g.astype(np.float64),))
+    with pytest.raises(TypeError, match="dtype float64 for argument 0 of shape .* float32"):
+        ft.grad(lambda x: fnp.sum(widened(x)))(x2.astype(np.float32))
+    with pytest.raises(TypeError, match=r"a cotangent of shape \(\) .* of shape \(2,\)"):
+        ft.grad(lambda x: fnp.sum(_sine_with_bwd(lambda x, g: (1.0,))(x)))(x2)
+    with pytest.raises(TypeError, match="a cotangent of type str for argument 0"):
+        ft.grad(_sine_with_bwd(lambda x, g: ("one",)))(0.5)
+    with pytest.raises(TypeError, match="bwd of g returned a value of type ndarray; .* a tuple"):
+        ft.grad(lambda x: fnp.sum(_sine_with_bwd(lambda x, g: g)(x)))(x2)
+    with pytest.raises(TypeError, match="bwd of g returned 2 cotangents for 1 argument"):
+        ft.grad(_sine_with_bwd(lambda x, g: (g, g)))(0.5)
+
+    @ft.custom_vjp
+    def weighted(p):
+        return fnp.sum(p["w"] * p["b"])
+
+    weighted.defvjp(lambda p: (weighted(p), p), lambda p, g: ({"w": g * p["b"]},))
+    with pytest.raises(TypeError, match=r"structure \{'w': \*\} for argument 0 of structure"):
+        ft.grad(weighted)({"w": X, "b": np.ones(3)})
+
+
+def test_custom_vjp_cotangents_take_their_argument_dtype():
+    x32 = X.astype(np.float32)
+    cos_rule = _sine_with_bwd(lambda x, g: (fnp.cos(x) * g,))
+    for transform in (
+        ft.grad(lambda x: fnp.sum(cos_rule(x))),
+        ft.jit(ft.grad(lambda x: fnp.sum(cos_rule(x)))),
+        ft.vmap(ft.grad(cos_rule)),
+        ft.grad(lambda x: fnp.sum(ft.vmap(cos_rule)(x))),
+    ):
+        g = transform(x32)
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, np.cos(x32), rtol=1e-6)
+    # A Python number takes the argument's dtype; None is a zero of that dtype.
+    one = _sine_with_bwd(lambda x, g: (1.0,))
+    for x in (np.float32(0.5), np.float64(0.5), 0.5):
+        g = ft.grad(one)(x)
+        assert g == 1.0 and type(g) is (np.float32 if type(x) is np.float32 else np.float64)
+    g = ft.grad(_sine_with_bwd(lambda x, g: (None,)))(np.float32(0.5))
+    assert g == 0.0 and g.dtype == np.float32
+    assert ft.vmap(ft.grad(one))(x32).dtype == np.float32
+
+    # An integer argument's derivative is zero, whatever the rule says (of its shape).
+    @ft.custom_vjp
+    def times(x, n):
+        return x * n
+
+    times.defvjp(lambda x, n: (x * n, n), lambda n, g: (g * n, g))
+    gx, gn = ft.grad(times, argnums=(0, 1), allow_int=True)(2.0, 3)
+    assert gx == 3.0 and gn == 0
+    times.defvjp(lambda x, n: (x * n, n), lambda n, g: (g * n, np.ones(2)))
+    with pytest.raises(TypeError, match=r"for argument 1 of shape \(\) and dtype int64"):
+        ft.grad(times)(2.0, 3)
+
+
+def _sine_with_jvp(rule):
+    @ft.custom_jvp
+    def f(x):
+        return fnp.sin(x)
+
+    f.defjvp(rule)
+    return f
+
+
+def test_custom_jvp_tangents_of_the_wrong_type_are_a_clear_error():
+    wrong_shape = _sine_with_jvp(lambda p, t: (fnp.sin(p[0]), np.ones(5)))
+    message = (
+        r"custom_jvp: the rule of f returned a tangent of shape \(5,\) and dtype float64 for "
+        r"output 0 of shape \(3,\) and dtype float64"
+    )
+    with pytest.raises(TypeError, match=message):
+        ft.jvp(wrong_shape, (X,), (np.ones(3),))
+    with pytest.raises(TypeError, match=message):
+        ft.grad(lambda x: fnp.sum(wrong_shape(x)))(X)
+    with pytest.raises(TypeError, match=r"shape \(5,\) .* for output 0 of shape \(\)"):
+        ft.vmap(ft.grad(wrong_shape))(X)
+
+    widened = _sine_with_jvp(lambda p, t: (fnp.sin(p[0]), fnp.cos(p[0]) * t[0].astype(float)))
+    x32 = X.astype(np.float32)
+    message = "tangent of shape .* dtype float64 for output 0 of shape .* float32"
+    with pytest.raises(TypeError, match=message):
+        ft.jvp(widened, (x32,), (np.ones(3, np.float32),))
+    with pytest.raises(TypeError, match=message):
+        ft.grad(lambda x: fnp.sum(widened(x)))(x32)
+    with pytest.raises(TypeError, match=r"primal output of shape \(2,\) .* output 0 of shape"):
+        ft.jvp(_sine_with_jvp(lambda p, t: (np.ones(2), t[0])), (X,), (np.ones(3),))
+
+
+def test_custom_jvp_tangents_take_their_output_dtype():
+    # The rule computes with Python numbers: its tangents take the output's dtype.
+    doubled = _sine_with_jvp(lambda p, t: (fnp.sin(p[0]), 2.0 * t[0]))
+    zero = _sine_with_jvp(lambda p, t: (fnp.sin(p[0]), 0.0))
+    for x, dtype in ((np.float32(0.3), np.float32), (0.3, np.float64)):
+        for f, expected in ((doubled, 2.0), (zero, 0.0)):
+            for g in (ft.grad(f)(x), ft.jit(ft.grad(f))(x), ft.jvp(f, (x,), (dtype(1.0),))[1]):
+                assert type(g) is dtype and g == expected
+    x32 = X.astype(np.float32)
+    assert ft.vmap(ft.grad(zero))(x32).dtype == np.float32
+
+    # nn.softplus: its rule returns t * sigmoid(x).
+    s32 = sigmoid(x32)
+    for transform, expected in (
+        (ft.vmap(ft.grad(ft.nn.softplus)), s32),
+        (ft.grad(lambda x: fnp.sum(ft.vmap(ft.nn.softplus)(x))), s32),
+        (ft.jit(ft.vmap(ft.grad(ft.nn.softplus))), s32),
+        (ft.vmap(ft.grad(ft.grad(ft.nn.softplus))), s32 * (1 - s32)),
+    ):
+        g = transform(x32)
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, expected, rtol=1e-5)
+    g = ft.grad(ft.nn.softplus)(2.0)
+    assert type(g) is np.float64 and g == pytest.approx(sigmoid(2.0), rel=1e-15)
+    g = ft.grad(lambda s: fnp.sum(ft.nn.softplus(x32 * s)))(2.0)
+    np.testing.assert_allclose(g, np.sum(x32 * sigmoid(2.0 * x32)), rtol=1e-6)
+
+
+def _scaled_by_python_number():
+    @ft.custom_jvp
+    def scale_jvp(x, s):
+        return x * s
+
+    scale_jvp.defjvp(lambda p, t: (scale_jvp(*p), t[0] * p[1] + p[0] * t[1]))
+
+    @ft.custom_vjp
+    def scale_vjp(x, s):
+        return x * s
+
+    # The residuals hold s, a Python number: the rule computes in float32 with it.
+    scale_vjp.defvjp(lambda x, s: (x * s, (x, s)), lambda r, g: (g * r[1], fnp.sum(g * r[0])))
+    return scale_jvp, scale_vjp
+
+
+@pytest.mark.parametrize("kind", ["custom_jvp", "custom_vjp"])
+def test_custom_rules_with_a_python_number_argument_compute_as_the_function(kind):
+    # x32 * s is float32 when s is a Python number, in the function and in its rules.
+    f = _scaled_by_python_number()[kind == "custom_vjp"]
+    x32 = X.astype(np.float32)
+    for out in (f(x32, 2.0), ft.jit(f)(x32, 2.0), ft.vmap(f, in_axes=(0, None))(x32, 2.0)):
+        assert out.dtype == np.float32
+    batched = lambda x, s: fnp.sum(ft.vmap(f, in_axes=(0, None))(x, s))
+    for loss in (lambda x, s: fnp.sum(f(x, s)), batched, ft.jit(batched)):
+        gx = ft.grad(loss)(x32, 2.0)
+        assert gx.dtype == np.float32
+        np.testing.assert_allclose(gx, 2.0)
+        gs = ft.grad(loss, argnums=1)(x32, 2.0)  # a Python number's gradient: float64
+        assert type(gs) is np.float64
+        np.testing.assert_allclose(gs, x32.sum(), rtol=1e-6)
+    jac = ft.jacfwd(lambda s: f(x32, s))(2.0)
+    assert jac.dtype == np.float32
+    np.testing.assert_allclose(jac, x32)
+    np.testing.assert_allclose(
+        ft.grad(ft.grad(lambda s: fnp.sum(f(x32, s) ** 2)))(2.0), 2 * np.sum(x32**2), rtol=1e-6
+    )
+
+
+def test_custom_rules_bind_keyword_arguments_to_positions():
+    @ft.custom_vjp
+    def scale(x, y=2.0):
+        return x * y
+
+    # Deliberately not the true derivative: 10 y for x, and 100 sum(g) for y.
+    scale.defvjp(lambda x, y: (x * y, y), lambda y, g: (10.0 * y * g, 100.0 * fnp.sum(g)))
+
+    @ft.custom_jvp
+    def shift(x, y=2.0):
+        return x + y
+
+    shift.defjvp(lambda p, t: (shift(*p), 10.0 * t[0] + 100.0 * t[1]))
+    loss = lambda f, **kw: lambda x: fnp.sum(f(x, **kw))
+    for f, kind in ((scale, "custom_vjp"), (shift, "custom_jvp")):
+        np.testing.assert_allclose(f(X, y=3.0), f(X, 3.0))  # eager: the function
+        np.testing.assert_allclose(ft.grad(loss(f, y=3.0))(X), 30.0 if f is scale else 10.0)
+        np.testing.assert_allclose(ft.grad(loss(f))(X), 20.0 if f is scale else 10.0)
+        np.testing.assert_allclose(ft.grad(lambda y: fnp.sum(f(x=X, y=y)))(3.0), 300.0)
+        _, t = ft.jvp(lambda y: f(X, y=y), (3.0,), (1.0,))
+        np.testing.assert_allclose(t, X if f is scale else 100.0)  # jvp of scale: itself
+        batched = ft.grad(lambda x: fnp.sum(ft.vmap(lambda a: f(a, y=3.0))(x)))(X)
+        np.testing.assert_allclose(batched, 30.0 if f is scale else 10.0)
+        with pytest.raises(TypeError, match=f"{kind}: {f.__name__}: .*keyword argument 'z'"):
+            ft.grad(lambda x: fnp.sum(f(x, z=3.0)))(X)
+        with pytest.raises(TypeError, match="keyword argument 'z'"):
+            f(X, z=3.0)
+
+    @ft.custom_jvp
+    def keyword_only(x, *, y=2.0):
+        return x * y
+
+    keyword_only.defjvp(lambda p, t: (keyword_only(*p), 2.0 * t[0]))
+    np.testing.assert_allclose(ft.grad(lambda x: fnp.sum(keyword_only(x)))(X), 2.0)
+    with pytest.raises(TypeError, match=r"keyword_only: the keyword arguments \['y'\]"):
+        ft.grad(lambda x: fnp.sum(keyword_only(x, y=3.0)))(X)
+
+
+@functools.partial(ft.custom_jvp, nondiff_argnums=(0,))
+def power(n, x):
+    return x**n
+
+
+@power.defjvp
+def _power_jvp(n, primals, tangents):
+    assert isinstance(n, int) and len(primals) == len(tangents) == 1  # n is not traced
+    (x,), (t,) = primals, tangents
+    return power(n, x), n * x ** (n - 1) * t
+
+
+@functools.partial(ft.custom_vjp, nondiff_argnums=(0, -1))
+def clip_gradient_by(bound, x, mode):
+    return x if mode == "identity" else 2.0 * x
+
+
+def _clip_gradient_by_fwd(bound, x, mode):
+    return clip_gradient_by(bound, x, mode), None
+
+
+def _clip_gradient_by_bwd(bound, mode, residuals, g):
+    assert isinstance(bound, float) and mode in ("identity", "double")
+    return (fnp.clip(g, -bound, bound) * (1.0 if mode == "identity" else 2.0),)
+
+
+clip_gradient_by.defvjp(_clip_gradient_by_fwd, _clip_gradient_by_bwd)
+
+
+NONDIFF_TRANSFORMS = {
+    # name: the derivative of sum(f(x)) by each composition
+    "grad": lambda f: ft.grad(lambda x: fnp.sum(f(x))),
+    "jit(grad)": lambda f: ft.jit(ft.grad(lambda x: fnp.sum(f(x)))),
+    "grad(jit)": lambda f: ft.grad(lambda x: fnp.sum(ft.jit(f)(x))),
+    "vmap(grad)": lambda f: ft.vmap(ft.grad(f)),
+    "grad(vmap)": lambda f: ft.grad(lambda x: fnp.sum(ft.vmap(f)(x))),
+    "jit(grad(vmap))": lambda f: ft.jit(ft.grad(lambda x: fnp.sum(ft.vmap(f)(x)))),
+}
+
+
+@pytest.mark.parametrize("name", list(NONDIFF_TRANSFORMS))
+def test_nondiff_argnums_under_every_transform(name):
+    transform = NONDIFF_TRANSFORMS[name]
+    for x in (X, X.astype(np.float32)):
+        g = transform(lambda x: power(3, x))(x)
+        assert g.dtype == x.dtype
+        np.testing.assert_allclose(g, 3 * x**2, rtol=1e-6)
+        # g = 5 per element, clipped to the bound (and doubled by the "double" mode)
+        g = transform(lambda x: 5.0 * clip_gradient_by(1.5, x, "identity"))(x)
+        assert g.dtype == x.dtype
+        np.testing.assert_allclose(g, 1.5)
+        g = transform(lambda x: 5.0 * clip_gradient_by(1.5, x, mode="double"))(x)
+        np.testing.assert_allclose(g, 3.0)
+
+
+def test_nondiff_argnums_in_forward_mode_and_higher_order():
+    _, t = ft.jvp(lambda x: power(3, x), (X,), (np.ones(3),))
+    np.testing.assert_allclose(t, 3 * X**2)
+    np.testing.assert_allclose(ft.hessian(lambda x: fnp.sum(power(3, x)))(X), np.diag(6 * X))
+    np.testing.assert_allclose(ft.grad(ft.grad(lambda x: power(3, x)))(2.0), 12.0)
+    # Forward mode differentiates a custom_vjp function itself: 2 x in "double" mode.
+    _, t = ft.jvp(lambda x: clip_gradient_by(1.5, x, "double"), (X,), (np.ones(3),))
+    np.testing.assert_allclose(t, 2.0)
+    np.testing.assert_allclose(power(3, X), X**3)  # eager: the function
+    np.testing.assert_allclose(ft.vmap(power, in_axes=(None, 0))(3, X), X**3)
+    np.testing.assert_allclose(ft.jit(power, static_argnums=0)(3, X), X**3)
+
+    @functools.partial(ft.custom_jvp, nondiff_argnums=(-1,))
+    def apply(x, fun):
+        return fun(x)
+
+    apply.defjvp(lambda fun, p, t: (apply(p[0], fun), ft.jvp(fun, p, t)[1]))
+    np.testing.assert_allclose(ft.grad(lambda x: fnp.sum(apply(x, fnp.sin)))(X), np.cos(X))
+
+
+def test_nondiff_argnums_errors():
+    with pytest.raises(TypeError, match="nondiff_argnums must be a tuple of ints"):
+        ft.custom_jvp(lambda n, x: x, nondiff_argnums=("n",))
+    with pytest.raises(ValueError, match="repeats"):
+        ft.custom_vjp(lambda n, x: x, nondiff_argnums=(0, 0))
+    far = ft.custom_jvp(lambda n, x: x, nondiff_argnums=(-3,))
+    far.defjvp(lambda n, p, t: (p[0], t[0]))
+    with pytest.raises(ValueError, match=r"-3 is out of range for a call with 2 positional"):
+        ft.grad(lambda x: far(1, x))(2.0)
+    # A traced value is not a Python value: it cannot be passed as one.
+    with pytest.raises(TypeError, match="argument 0 of power is in nondiff_argnums .* traced"):
+        ft.grad(lambda x: power(x, x))(2.0)
+    with pytest.raises(TypeError, match="static_argnums"):
+        ft.jit(power)(3, X)
+    with pytest.raises(TypeError, match="argument 0 of clip_gradient_by .* nondiff_argnums"):
+        ft.grad(lambda x: clip_gradient_by(x, x, "identity"))(2.0)
+
+    @ft.custom_vjp
+    def labelled(x, label):
+        return x
+
+    labelled.defvjp(lambda x, label: (x, None), lambda _, g: (g, None))
+    assert labelled(1.0, "eager") == 1.0
+    message = "labelled was called with a str argument 1, which is not an array; list the"
+    with pytest.raises(TypeError, match=message):
+        ft.grad(lambda x: labelled(x, "traced"))(2.0)
+
+
 # ---------------------------------------------------------------------------
 # stop_gradient, leaked tracers, the staged gradient
 # ---------------------------------------------------------------------------
@@ -692,9 +1015,15 @@ def test_check_grads_order_two_catches_a_wrong_second_derivative():
 
 
 def test_check_grads_checks_tangent_dtypes():
-    upcast = _with_jvp_rule(lambda p, t: (fnp.sin(p[0]), fnp.cos(p[0]).astype(np.float64) * t[0]))
+    # custom_jvp rejects an upcasting rule itself, so a primitive's rule carries the bug.
+    upcast_sin_p = Primitive("upcast_sin")
+    upcast_sin_p.def_impl(np.sin)
+    upcast_sin_p.def_abstract_eval(lambda x: x)
+    upcast_sin_p.def_jvp(
+        lambda p, t: (upcast_sin_p.bind(p[0]), fnp.cos(p[0]).astype(np.float64) * t[0])
+    )
     with pytest.raises(AssertionError, match="dtype float64.*float32"):
-        check_grads(upcast, (X.astype(np.float32),), modes=("fwd",))
+        check_grads(upcast_sin_p.bind, (X.astype(np.float32),), modes=("fwd",))
 
 
 def test_check_grads_holds_integer_leaves_fixed_and_checks_its_arguments():

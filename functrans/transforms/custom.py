@@ -6,21 +6,37 @@ function's jaxpr (so staging, batching and evaluation see an ordinary program) a
 the user's rule (so differentiation uses it). Under ``vmap`` the primitive is bound
 again with its jaxpr batched and the rule vmapped, so ``grad(vmap(f))`` still uses
 the rule.
+
+The rules the primitive holds are the user's, wrapped once per call: keyword
+arguments are bound to positions, ``nondiff_argnums`` arguments reach the rules as
+the Python values they are (never traced), and every value a rule returns is checked
+against the function's own types, so that a gradient has the shape and dtype of its
+primal input.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from functrans.core import Primitive, Tracer, Zero, call_with_trace, get_aval, new_trace
+from functrans.core import (
+    Primitive,
+    ShapedArray,
+    Tracer,
+    Zero,
+    call_with_trace,
+    get_aval,
+    new_trace,
+)
 from functrans.ir import ClosedJaxpr
+from functrans.primitives import convert_element_type
 from functrans.primitives import stop_gradient as _stop_gradient
 from functrans.transforms import derived
-from functrans.tree_util import tree_flatten, tree_map, tree_unflatten
+from functrans.tree_util import PyTreeDef, tree_flatten, tree_leaves, tree_map, tree_unflatten
 
 __all__ = ["custom_jvp", "custom_vjp", "stop_gradient"]
 
@@ -53,7 +69,7 @@ def _trace_call(fun: Callable, leaves: Sequence[Any], in_tree, name: str):
         out_tree_box.append(out_tree)
         return out_leaves
 
-    jaxpr, consts = trace_to_jaxpr(flat, [get_aval(x).strip_weak_type() for x in leaves], name)
+    jaxpr, consts = trace_to_jaxpr(flat, [get_aval(x) for x in leaves], name)
     from functrans.ir import Jaxpr
 
     hoisted = Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
@@ -131,6 +147,272 @@ def _any_tracer(leaves: Sequence[Any]) -> bool:
     return any(isinstance(x, Tracer) for x in leaves)
 
 
+def _as_received(values: Sequence[Any], params: dict) -> list[Any]:
+    """The call's arguments as the function received them. Differentiation holds a
+    Python number given to the function (a weakly typed argument) as a NumPy scalar;
+    the rules get it back as a Python number, so that they compute in the dtypes the
+    function does (``x32 * s`` stays float32)."""
+    avals = params["call_jaxpr"].in_avals[params["num_consts"] :]
+    return [
+        v.item() if a.weak_type and isinstance(v, (np.generic, np.ndarray)) and v.ndim == 0 else v
+        for v, a in zip(values, avals, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------------
+# What the user's rules return, checked against the function's own types
+# ---------------------------------------------------------------------------
+
+_PYTHON_SCALARS = (bool, int, float, complex)
+
+
+def _is_float(aval: ShapedArray) -> bool:
+    return aval.dtype.kind in "fc"
+
+
+def _cast(x: Any, dtype: np.dtype) -> Any:
+    if type(x) in _PYTHON_SCALARS:
+        return dtype.type(x)
+    return convert_element_type(x, dtype)
+
+
+def _conform(
+    x: Any, aval: ShapedArray, what: str, target: str, derivative: bool, weak: bool = False
+) -> Any:
+    """``x`` as a value of ``aval``'s shape and dtype, or a ``TypeError`` showing both.
+
+    The dtypes must be equal, except that a weakly typed value (a Python scalar), a
+    value standing for a weakly typed one (an argument given as a Python scalar) and,
+    with ``weak``, any value are cast within their kind, as NEP 50 would. The dtype of
+    a ``derivative`` for an integer or bool value is not checked: such a derivative is
+    zero whatever it holds.
+    """
+    try:
+        x_aval = get_aval(x)
+    except TypeError:
+        raise TypeError(
+            f"{what} of type {type(x).__name__} {target} of shape {aval.shape} and dtype "
+            f"{aval.dtype.name}; expected an array of that shape and dtype"
+        ) from None
+    if x_aval.shape == aval.shape:
+        if x_aval.dtype == aval.dtype or (derivative and not _is_float(aval)):
+            return np.asarray(x, aval.dtype)[()] if type(x) in _PYTHON_SCALARS else x
+        weak = weak or x_aval.weak_type or aval.weak_type
+        if weak and np.can_cast(x_aval.dtype, aval.dtype, "same_kind"):
+            return _cast(x, aval.dtype)
+    hint = f"; cast it with .astype({aval.dtype.name})" if x_aval.shape == aval.shape else ""
+    raise TypeError(
+        f"{what} of shape {x_aval.shape} and dtype {x_aval.dtype.name} {target} of shape "
+        f"{aval.shape} and dtype {aval.dtype.name}{hint}"
+    )
+
+
+def _subtree_leaves(value: Any, treedef: PyTreeDef, what: str, target: str) -> list:
+    """The leaves of ``value``, a tree of structure ``treedef`` in which ``None`` may
+    stand for any subtree (a zero for each of its leaves)."""
+    if treedef.node_type is None:
+        return [value]
+    if value is None:
+        return [None] * treedef.num_leaves
+    children, node = tree_flatten(value, is_leaf=lambda x: x is not value)
+    if (node.node_type, node.aux, len(children)) != (
+        treedef.node_type,
+        treedef.aux,
+        len(treedef.children),
+    ):
+        structure = tree_flatten(value, is_leaf=lambda x: x is None)[1]
+        raise TypeError(f"{what} of structure {structure} {target} of structure {treedef}")
+    leaves = []
+    for child, child_def in zip(children, treedef.children, strict=True):
+        leaves += _subtree_leaves(child, child_def, what, target)
+    return leaves
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _check_pair(result: Any, message: str) -> tuple[Any, Any]:
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise TypeError(message)
+    return result[0], result[1]
+
+
+# ---------------------------------------------------------------------------
+# One call of a custom function: keyword arguments, nondiff_argnums, its program
+# ---------------------------------------------------------------------------
+
+
+class _Call(NamedTuple):
+    """A call of a custom function being traced: its differentiable arguments as
+    leaves, its program, and what its rules need to be called as the user wrote them."""
+
+    leaves: list
+    in_tree: PyTreeDef  # of the differentiable arguments, a tuple
+    in_avals: list[ShapedArray]  # of the leaves, weak types kept
+    positions: tuple[int, ...]  # of each differentiable argument in the call
+    nondiff: tuple  # the nondiff_argnums arguments, in that order
+    full_args: Callable[[Sequence[Any]], Sequence[Any]]  # differentiable args -> all args
+    call_jaxpr: ClosedJaxpr
+    consts: list
+    out_tree: PyTreeDef
+
+
+def _check_nondiff_argnums(kind: str, argnums: Any) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, (int, np.integer)) else argnums
+    if not isinstance(nums, (tuple, list)) or not all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in nums
+    ):
+        raise TypeError(f"{kind}: nondiff_argnums must be a tuple of ints, got {argnums!r}")
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"{kind}: nondiff_argnums {argnums!r} repeats an index")
+    return tuple(int(n) for n in nums)
+
+
+def _signature(fun: Callable) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fun)
+    except (TypeError, ValueError):  # some builtins and extension callables have none
+        return None
+
+
+def _num_positional(sig: inspect.Signature | None) -> tuple[int, bool]:
+    """The number of positional parameters, and whether there is a ``*args``."""
+    if sig is None:
+        return 0, True
+    kinds = [p.kind for p in sig.parameters.values()]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(k in positional for k in kinds), inspect.Parameter.VAR_POSITIONAL in kinds
+
+
+def _leaf_targets(in_tree: PyTreeDef, positions: Sequence[int]) -> list[str]:
+    targets = []
+    for pos, arg_tree in zip(positions, in_tree.children, strict=True):
+        n = arg_tree.num_leaves
+        targets += [
+            f"for argument {pos}" if n == 1 else f"for argument {pos} (leaf {k} of {n})"
+            for k in range(n)
+        ]
+    return targets
+
+
+class _CustomFunction:
+    """What ``custom_vjp`` and ``custom_jvp`` share: binding a call's arguments and
+    tracing the function's program."""
+
+    kind = ""
+
+    def __init__(self, fun: Callable, nondiff_argnums: int | Sequence[int] = ()):
+        functools.update_wrapper(self, fun)
+        if not hasattr(self, "__name__"):
+            self.__name__ = type(fun).__name__
+        self.fun = fun
+        self.nondiff_argnums = _check_nondiff_argnums(self.kind, nondiff_argnums)
+        # One distinctive attribute: wrappers (jit...) copy an instance's __dict__.
+        signature = _signature(fun)
+        self._custom_signature = (signature, *_num_positional(signature))
+
+    def _positional(self, args: tuple, kwargs: dict) -> tuple:
+        """The call's arguments as positional ones, with defaults applied (as JAX
+        does), so that the rules receive every argument positionally."""
+        signature, n, var_positional = self._custom_signature
+        if not kwargs and (len(args) == n or var_positional and len(args) >= n):
+            return args
+        name = f"{self.kind}: {self.__name__}"
+        if signature is None:
+            raise TypeError(f"{name} has no readable signature; pass its arguments by position")
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{name}: {e}") from None
+        bound.apply_defaults()
+        by_keyword = [k for k in bound.kwargs if k in kwargs]
+        if by_keyword:
+            raise TypeError(
+                f"{name}: the keyword arguments {by_keyword} have no position; the rules "
+                "receive positional arguments only, so make them positional parameters"
+            )
+        return bound.args
+
+    def _nondiff_positions(self, nargs: int) -> list[int]:
+        positions = []
+        for n in self.nondiff_argnums:
+            if not -nargs <= n < nargs:
+                raise ValueError(
+                    f"{self.kind}: nondiff_argnums {self.nondiff_argnums} of {self.__name__}: "
+                    f"{n} is out of range for a call with {nargs} positional arguments"
+                )
+            positions.append(n % nargs)
+        if len(set(positions)) != len(positions):
+            raise ValueError(
+                f"{self.kind}: nondiff_argnums {self.nondiff_argnums} of {self.__name__} name "
+                f"the same argument twice in a call with {nargs} positional arguments"
+            )
+        return positions
+
+    def _prepare(self, args: tuple, kwargs: dict) -> tuple[tuple, _Call | None]:
+        """The call's positional arguments, and the traced call (``None`` when no
+        argument is traced: then the function is simply called)."""
+        name = self.__name__
+        args = self._positional(args, kwargs)
+        nondiff_positions: Sequence[int] = ()
+        positions: Sequence[int] = range(len(args))
+        diff_args = args
+        if self.nondiff_argnums:
+            nondiff_positions = self._nondiff_positions(len(args))
+            for p in nondiff_positions:
+                if _any_tracer(tree_leaves(args[p])):
+                    raise TypeError(
+                        f"{self.kind}: argument {p} of {name} is in nondiff_argnums but holds "
+                        "a traced value; nondiff_argnums are for Python values (functions, "
+                        "ints, strings, configuration). Pass an array as an ordinary argument "
+                        "(its derivative may be None), or under jit mark it static "
+                        "(static_argnums)."
+                    )
+            positions = [i for i in positions if i not in nondiff_positions]
+            diff_args = tuple(args[i] for i in positions)
+        leaves, in_tree = tree_flatten(diff_args)
+        if not _any_tracer(leaves):
+            return args, None
+        targets = _leaf_targets(in_tree, positions)
+        in_avals = []
+        for x, target in zip(leaves, targets, strict=True):
+            try:
+                in_avals.append(get_aval(x))
+            except TypeError:
+                raise TypeError(
+                    f"{self.kind}: {name} was called with a {type(x).__name__} "
+                    f"{target.removeprefix('for ')}, which is not an array; list the "
+                    "argument in nondiff_argnums to pass it as a Python value"
+                ) from None
+        nondiff = tuple(args[p] for p in nondiff_positions)
+        fun, full_args = self.fun, tuple
+        if nondiff_positions:
+
+            def full_args(diff_args: Sequence[Any]) -> list:
+                full = list(args)
+                for p, a in zip(positions, diff_args, strict=True):
+                    full[p] = a
+                return full
+
+            def fun(*diff_args: Any) -> Any:
+                return self.fun(*full_args(diff_args))
+
+        call_jaxpr, consts, out_tree = _trace_call(fun, leaves, in_tree, name)
+        call = _Call(
+            leaves=leaves,
+            in_tree=in_tree,
+            in_avals=in_avals,
+            positions=tuple(positions),
+            nondiff=nondiff,
+            full_args=full_args,
+            call_jaxpr=call_jaxpr,
+            consts=consts,
+            out_tree=out_tree,
+        )
+        return args, call
+
+
 # ---------------------------------------------------------------------------
 # custom_vjp
 # ---------------------------------------------------------------------------
@@ -148,40 +430,79 @@ def _custom_vjp_reverse(parent, primals, positions, params):
     num_consts, in_tree, out_tree = params["num_consts"], params["in_tree"], params["out_tree"]
     closed_over = any(i < num_consts for i in positions)
     _check_no_differentiated_closure("custom_vjp", params["name"], closed_over)
-    args = tree_unflatten(in_tree, primals[num_consts:])
-    fwd, bwd = params["fwd"], params["bwd"]
-    result = call_with_trace(parent, fwd, *args)
-    if not (isinstance(result, (tuple, list)) and len(result) == 2):
-        raise TypeError(f"custom_vjp: fwd of {params['name']} must return (out, residuals)")
-    out, residuals = result
-    out_leaves, fwd_tree = tree_flatten(out)
-    if fwd_tree != out_tree:
-        raise TypeError(
-            f"custom_vjp: fwd of {params['name']} returned an output of structure {fwd_tree}, "
-            f"but the function returns {out_tree}"
-        )
-    # fwd may compute with Python numbers; its outputs are typed as the function's are.
-    out_leaves = [
-        o if isinstance(o, Tracer) else np.asarray(o, aval.dtype)[()]
-        for o, aval in zip(out_leaves, params["call_jaxpr"].out_avals, strict=True)
-    ]
+    args = tree_unflatten(in_tree, _as_received(primals[num_consts:], params))
+    out_leaves, residuals = call_with_trace(parent, params["fwd"], *args)
+    bwd = params["bwd"]
 
     def backward(g):
         g = [derived.instantiate(c, get_aval(o)) for c, o in zip(g, out_leaves, strict=True)]
-        cts = bwd(residuals, tree_unflatten(out_tree, g))
-        if not isinstance(cts, (tuple, list)):
-            raise TypeError(f"custom_vjp: bwd of {params['name']} must return a tuple")
-        ct_leaves, ct_tree = tree_flatten(tuple(cts), is_leaf=lambda x: x is None)
-        arg_leaves = primals[num_consts:]
-        if len(ct_leaves) != len(arg_leaves):
-            raise TypeError(
-                f"custom_vjp: bwd of {params['name']} returned {len(ct_leaves)} cotangents "
-                f"for {len(arg_leaves)} inputs"
-            )
-        full = [None] * num_consts + list(ct_leaves)
-        return [full[i] for i in positions]
+        cts = [None] * num_consts + list(bwd(residuals, tree_unflatten(out_tree, g)))
+        return [cts[i] for i in positions]
 
     return out_leaves, backward
+
+
+def _checked_fwd(fwd: Callable, call: _Call, name: str) -> Callable:
+    """``fwd`` over the differentiable arguments, returning ``(output leaves,
+    residuals)`` with each output of the function's type."""
+    out_avals = call.call_jaxpr.out_avals
+    what = f"custom_vjp: fwd of {name} returned a primal output"
+
+    @functools.wraps(fwd)
+    def checked_fwd(*args: Any) -> tuple[list, Any]:
+        out, residuals = _check_pair(
+            fwd(*call.full_args(args)),
+            f"custom_vjp: fwd of {name} must return a pair (out, residuals)",
+        )
+        out_leaves, out_tree = tree_flatten(out)
+        if out_tree != call.out_tree:
+            raise TypeError(
+                f"custom_vjp: fwd of {name} returned an output of structure {out_tree}, "
+                f"but the function returns {call.out_tree}"
+            )
+        pairs = enumerate(zip(out_leaves, out_avals, strict=True))
+        return [_conform(o, a, what, f"for output {k}", False) for k, (o, a) in pairs], residuals
+
+    return checked_fwd
+
+
+def _checked_bwd(bwd: Callable, call: _Call, name: str) -> Callable:
+    """``bwd`` returning one cotangent leaf per differentiable argument leaf: ``None``
+    (zero), or a value of the argument's shape and dtype."""
+    arg_trees = call.in_tree.children
+    what = f"custom_vjp: bwd of {name} returned"
+    excluded = " (nondiff_argnums excluded)" if call.nondiff else ""
+    targets = _leaf_targets(call.in_tree, call.positions)
+
+    @functools.wraps(bwd)
+    def checked_bwd(residuals: Any, g: Any) -> list:
+        cts = bwd(*call.nondiff, residuals, g)
+        if not isinstance(cts, (tuple, list)):
+            raise TypeError(
+                f"{what} a value of type {type(cts).__name__}; it must return a tuple with "
+                f"one cotangent per argument{excluded}"
+            )
+        if len(cts) != len(arg_trees):
+            raise TypeError(
+                f"{what} {_plural(len(cts), 'cotangent')} for "
+                f"{_plural(len(arg_trees), 'argument')}{excluded}"
+            )
+        leaves = []
+        for ct, arg_tree, pos in zip(cts, arg_trees, call.positions, strict=True):
+            leaves += _subtree_leaves(ct, arg_tree, f"{what} a cotangent", f"for argument {pos}")
+        checked = []
+        for ct, aval, target in zip(leaves, call.in_avals, targets, strict=True):
+            if ct is not None:
+                ct = _conform(ct, aval, f"{what} a cotangent", target, True)
+            # The derivative with respect to an integer or bool is zero.
+            checked.append(ct if _is_float(aval) else None)
+        return checked
+
+    return checked_bwd
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (Tracer, np.ndarray, np.generic))
 
 
 def _custom_vjp_batch_rules(params: dict, arg_axes: tuple) -> dict:
@@ -191,18 +512,40 @@ def _custom_vjp_batch_rules(params: dict, arg_axes: tuple) -> dict:
     fwd, bwd = params["fwd"], params["bwd"]
     unbatched = [a is None for a in tree_flatten(arg_axes, is_leaf=lambda x: x is None)[0]]
 
-    def batched_bwd(residuals, g):
-        cts = vmap(lambda r, c: tuple(bwd(r, c)))(residuals, g)
-        leaves, tree = tree_flatten(cts, is_leaf=lambda x: x is None)
-        if len(leaves) == len(unbatched):  # else the reverse rule reports the mismatch
-            # An argument shared by the whole batch gets the sum of its cotangents.
-            leaves = [
-                fnp.sum(c, axis=0) if c is not None and shared else c
-                for c, shared in zip(leaves, unbatched, strict=True)
-            ]
-        return tree_unflatten(tree, leaves)
+    # Residuals that are not arrays (Python numbers, strings...) hold for the whole
+    # batch: they bypass vmap, so a Python number stays weakly typed for bwd.
+    def batched_fwd(*args):
+        layout = []
 
-    return {"fwd": vmap(fwd, in_axes=arg_axes), "bwd": batched_bwd}
+        def array_fwd(*args):
+            out, residuals = fwd(*args)
+            leaves, tree = tree_flatten(residuals)
+            layout.append((tree, {i: x for i, x in enumerate(leaves) if not _is_array(x)}))
+            return out, [x for x in leaves if _is_array(x)]
+
+        out, arrays = vmap(array_fwd, in_axes=arg_axes)(*args)
+        tree, others = layout[-1]
+        arrays = iter(arrays)
+        leaves = [others[i] if i in others else next(arrays) for i in range(tree.num_leaves)]
+        return out, tree_unflatten(tree, leaves)
+
+    def batched_bwd(residuals, g):
+        leaves, tree = tree_flatten(residuals)
+
+        def example_bwd(arrays, g):
+            arrays = iter(arrays)
+            example = [next(arrays) if _is_array(x) else x for x in leaves]
+            # bwd checks the example's cotangents against the example's argument types.
+            return bwd(tree_unflatten(tree, example), g)
+
+        cts = vmap(example_bwd)([x for x in leaves if _is_array(x)], g)
+        # An argument shared by the whole batch gets the sum of its cotangents.
+        return [
+            fnp.sum(c, axis=0) if c is not None and shared else c
+            for c, shared in zip(cts, unbatched, strict=True)
+        ]
+
+    return {"fwd": batched_fwd, "bwd": batched_bwd}
 
 
 custom_vjp_call_p.def_jvp(_custom_vjp_jvp)
@@ -214,8 +557,13 @@ custom_vjp_call_p.def_batch(
 )
 
 
-class custom_vjp:
-    """A function with a user-defined reverse-mode rule.
+class custom_vjp(_CustomFunction):
+    """A function with a user-defined reverse-mode rule, as in JAX.
+
+    ``f.defvjp(fwd, bwd)``: ``fwd(*args) -> (out, residuals)`` and ``bwd(residuals, g)
+    -> tuple of cotangents``, one per argument, each of its argument's shape and dtype
+    (``None`` for zero). Forward mode (``jvp``, ``jacfwd``, ``hessian``) differentiates
+    the function itself.
 
     >>> import functrans as ft, functrans.numpy as fnp
     >>> @custom_vjp
@@ -224,40 +572,64 @@ class custom_vjp:
     >>> clipped_identity.defvjp(lambda x: (x, None), lambda res, g: (fnp.clip(g, -1, 1),))
     >>> float(ft.grad(lambda x: 5.0 * clipped_identity(x))(2.0))
     1.0
+
+    Keyword arguments are bound to positions (defaults applied), so the rules always
+    receive all arguments positionally. Arguments listed in ``nondiff_argnums``
+    (negative indices count from the end) are Python values the function is not
+    differentiated by (functions, ints, strings, configuration): they are never
+    traced, ``fwd`` receives them in place like the function does, and ``bwd`` receives
+    them first, ``bwd(*nondiff_args, residuals, g)``, and returns cotangents for the
+    other arguments only:
+
+    >>> from functools import partial
+    >>> @partial(custom_vjp, nondiff_argnums=(0,))
+    ... def clip_gradient(bound, x):
+    ...     return x
+    >>> clip_gradient.defvjp(
+    ...     lambda bound, x: (x, None), lambda bound, res, g: (fnp.clip(g, -bound, bound),)
+    ... )
+    >>> float(ft.grad(lambda x: 5.0 * clip_gradient(2.0, x))(1.0))
+    2.0
+
+    A cotangent of the wrong shape or dtype is a ``TypeError`` naming the function and
+    the argument. A Python scalar (and any cotangent for an argument given as a Python
+    scalar) is cast to the argument's dtype; other dtypes must match exactly (a float64
+    cotangent for a float32 argument is an error: a gradient has its input's dtype).
+    The derivative with respect to an integer or bool argument is zero: its cotangent
+    may be ``None`` or any value of the argument's shape, and is ignored.
     """
 
-    def __init__(self, fun: Callable, nondiff_argnums: Sequence[int] = ()):
-        functools.update_wrapper(self, fun)
-        self.fun = fun
+    kind = "custom_vjp"
+
+    def __init__(self, fun: Callable, nondiff_argnums: int | Sequence[int] = ()):
+        super().__init__(fun, nondiff_argnums)
         self.fwd: Callable | None = None
         self.bwd: Callable | None = None
-        if nondiff_argnums:
-            raise NotImplementedError("custom_vjp: nondiff_argnums; close over the value instead")
 
     def defvjp(self, fwd: Callable, bwd: Callable) -> None:
-        """``fwd(*args) -> (out, residuals)``; ``bwd(residuals, g) -> tuple of
-        cotangents, one per argument`` (``None`` for a zero cotangent)."""
+        """``fwd(*args) -> (out, residuals)``; ``bwd(*nondiff_args, residuals, g) ->
+        tuple of cotangents``, one per differentiable argument (``None`` for zero)."""
         self.fwd, self.bwd = fwd, bwd
 
-    def __call__(self, *args: Any) -> Any:
-        if self.fwd is None:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fwd is None or self.bwd is None:
             raise TypeError(f"custom_vjp: call defvjp on {self.__name__} before using it")
-        leaves, in_tree = tree_flatten(args)
-        if not _any_tracer(leaves):
+        args, call = self._prepare(args, kwargs)
+        if call is None:
             return self.fun(*args)
-        call_jaxpr, consts, out_tree = _trace_call(self.fun, leaves, in_tree, self.__name__)
+        name = self.__name__
         outs = custom_vjp_call_p.bind(
-            *consts,
-            *leaves,
-            call_jaxpr=call_jaxpr,
-            num_consts=len(consts),
-            fwd=self.fwd,
-            bwd=self.bwd,
-            in_tree=in_tree,
-            out_tree=out_tree,
-            name=self.__name__,
+            *call.consts,
+            *call.leaves,
+            call_jaxpr=call.call_jaxpr,
+            num_consts=len(call.consts),
+            fwd=_checked_fwd(self.fwd, call, name),
+            bwd=_checked_bwd(self.bwd, call, name),
+            in_tree=call.in_tree,
+            out_tree=call.out_tree,
+            name=name,
         )
-        return tree_unflatten(out_tree, outs)
+        return tree_unflatten(call.out_tree, outs)
 
 
 # ---------------------------------------------------------------------------
@@ -267,27 +639,54 @@ class custom_vjp:
 custom_jvp_call_p = _def_call_primitive("custom_jvp_call")
 
 
-def _custom_jvp_jvp(primals, tangents, *, num_consts, jvp, in_tree, out_tree, name, **_):
-    args = tree_unflatten(in_tree, primals[num_consts:])
-    tans = tree_unflatten(
-        in_tree,
-        [
-            derived.instantiate(t, get_aval(p).strip_weak_type())
-            for t, p in zip(tangents[num_consts:], primals[num_consts:], strict=True)
-        ],
-    )
-    result = jvp(args, tans)
-    if not (isinstance(result, (tuple, list)) and len(result) == 2):
-        raise TypeError(f"custom_jvp: the rule of {name} must return (out, tangent_out)")
-    out, t_out = result
-    out_leaves, tree = tree_flatten(out)
-    t_leaves, t_tree = tree_flatten(t_out)
-    if tree != out_tree or t_tree != out_tree:
-        raise TypeError(
-            f"custom_jvp: the rule of {name} returned structures {tree} and {t_tree}; the "
-            f"function returns {out_tree}"
+def _custom_jvp_jvp(primals, tangents, **params):
+    num_consts, in_tree = params["num_consts"], params["in_tree"]
+    diff_primals = primals[num_consts:]
+    args = tree_unflatten(in_tree, _as_received(diff_primals, params))
+    tangents = [
+        derived.instantiate(t, get_aval(p).strip_weak_type())
+        for t, p in zip(tangents[num_consts:], diff_primals, strict=True)
+    ]
+    tans = tree_unflatten(in_tree, _as_received(tangents, params))
+    outs, t_outs = params["jvp"](args, tans)
+    # An integer or bool output has no derivative (the rule's tangent only had its shape).
+    t_outs = [
+        t if _is_float(get_aval(o)) else Zero(get_aval(o).strip_weak_type())
+        for o, t in zip(outs, t_outs, strict=True)
+    ]
+    return outs, t_outs
+
+
+def _checked_jvp(rule: Callable, call: _Call, name: str) -> Callable:
+    """``rule`` over the differentiable arguments, returning ``(output leaves, tangent
+    leaves)`` with each output and tangent of the function's output type."""
+    out_avals = call.call_jaxpr.out_avals
+    what = f"custom_jvp: the rule of {name} returned"
+    # The tangent of an argument given as a Python number may be a float64 array (a
+    # tangent cannot be weakly typed); the function itself casts it to the dtype it
+    # computes in, and so do tangents the rule computes from it.
+    weak = any(a.weak_type for a in call.in_avals)
+
+    @functools.wraps(rule)
+    def checked_jvp(primals: tuple, tangents: tuple) -> tuple[list, list]:
+        out, t_out = _check_pair(
+            rule(*call.nondiff, primals, tangents),
+            f"custom_jvp: the rule of {name} must return (out, tangent_out)",
         )
-    return out_leaves, t_leaves
+        out_leaves, tree = tree_flatten(out)
+        t_leaves, t_tree = tree_flatten(t_out)
+        if tree != call.out_tree or t_tree != call.out_tree:
+            raise TypeError(
+                f"{what} structures {tree} and {t_tree}; the function returns {call.out_tree}"
+            )
+        outs, tans = [], []
+        for k, (o, t, aval) in enumerate(zip(out_leaves, t_leaves, out_avals, strict=True)):
+            outs.append(_conform(o, aval, f"{what} a primal output", f"for output {k}", False))
+            t = _conform(t, aval, f"{what} a tangent", f"for output {k}", True, weak)
+            tans.append(t if _is_float(aval) else np.zeros(aval.shape, aval.dtype))
+        return outs, tans
+
+    return checked_jvp
 
 
 def _custom_jvp_reverse(parent, primals, positions, params):
@@ -306,7 +705,8 @@ def _custom_jvp_reverse(parent, primals, positions, params):
             return _custom_jvp_jvp(primals, zeros + list(tangents), **params)[1]
 
         zeros = [np.zeros(get_aval(x).shape, get_aval(x).dtype) for x in args]
-        t_outs, trace, slots = _vjp_flat(tangent_map, zeros, "custom_jvp")
+        weak = [a.weak_type for a in params["call_jaxpr"].in_avals[num_consts:]]
+        t_outs, trace, slots = _vjp_flat(tangent_map, zeros, "custom_jvp", weak)
         seeds = {}
         for o, c in zip(t_outs, g, strict=True):
             if c is not None and getattr(o, "_trace", None) is trace:
@@ -327,7 +727,8 @@ def _custom_jvp_rule(primals, tangents, **params):
 def _custom_jvp_batch_rules(params: dict, arg_axes: tuple) -> dict:
     from functrans.transforms.batching import vmap
 
-    # A tangent is batched exactly where its primal is (the rule receives both).
+    # A tangent is batched exactly where its primal is (the rule receives both); the
+    # rule checks each example's outputs against the example's output types.
     return {"jvp": vmap(params["jvp"], in_axes=(arg_axes, arg_axes))}
 
 
@@ -340,8 +741,12 @@ custom_jvp_call_p.def_batch(
 )
 
 
-class custom_jvp:
-    """A function with a user-defined forward-mode rule (reverse mode transposes it).
+class custom_jvp(_CustomFunction):
+    """A function with a user-defined forward-mode rule (reverse mode transposes it),
+    as in JAX.
+
+    ``f.defjvp(rule)``: ``rule(primals, tangents) -> (out, tangent_out)``, where
+    ``tangent_out`` has the structure, shapes and dtypes of the function's output.
 
     >>> import functrans as ft, functrans.numpy as fnp
     >>> @custom_jvp
@@ -352,35 +757,58 @@ class custom_jvp:
     ...     return f(primals[0]), 2.0 * tangents[0]
     >>> float(ft.grad(f)(0.3))
     2.0
+
+    Keyword arguments are bound to positions (defaults applied), so the rule always
+    receives all arguments positionally. Arguments listed in ``nondiff_argnums``
+    (negative indices count from the end) are Python values the function is not
+    differentiated by (functions, ints, strings, configuration): they are never traced,
+    and the rule receives them first, ``rule(*nondiff_args, primals, tangents)``, with
+    ``primals`` and ``tangents`` holding only the other arguments:
+
+    >>> from functools import partial
+    >>> @partial(custom_jvp, nondiff_argnums=(0,))
+    ... def power(n, x):
+    ...     return x**n
+    >>> @power.defjvp
+    ... def power_jvp(n, primals, tangents):
+    ...     (x,), (t,) = primals, tangents
+    ...     return power(n, x), n * x ** (n - 1) * t
+    >>> float(ft.grad(lambda x: power(3, x))(2.0))
+    12.0
+
+    A tangent of the wrong shape or dtype is a ``TypeError`` naming the function and
+    the output. A Python scalar is cast to the output's dtype; other dtypes must match
+    exactly. The tangent of an integer or bool output is zero, whatever the rule gives
+    for it (of the output's shape).
     """
 
-    def __init__(self, fun: Callable, nondiff_argnums: Sequence[int] = ()):
-        functools.update_wrapper(self, fun)
-        self.fun = fun
+    kind = "custom_jvp"
+
+    def __init__(self, fun: Callable, nondiff_argnums: int | Sequence[int] = ()):
+        super().__init__(fun, nondiff_argnums)
         self.jvp: Callable | None = None
-        if nondiff_argnums:
-            raise NotImplementedError("custom_jvp: nondiff_argnums; close over the value instead")
 
     def defjvp(self, jvp: Callable) -> Callable:
-        """``jvp(primals, tangents) -> (out, tangent_out)``; usable as a decorator."""
+        """``jvp(*nondiff_args, primals, tangents) -> (out, tangent_out)``; usable as a
+        decorator."""
         self.jvp = jvp
         return jvp
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.jvp is None:
             raise TypeError(f"custom_jvp: call defjvp on {self.__name__} before using it")
-        leaves, in_tree = tree_flatten(args)
-        if not _any_tracer(leaves):
+        args, call = self._prepare(args, kwargs)
+        if call is None:
             return self.fun(*args)
-        call_jaxpr, consts, out_tree = _trace_call(self.fun, leaves, in_tree, self.__name__)
+        name = self.__name__
         outs = custom_jvp_call_p.bind(
-            *consts,
-            *leaves,
-            call_jaxpr=call_jaxpr,
-            num_consts=len(consts),
-            jvp=self.jvp,
-            in_tree=in_tree,
-            out_tree=out_tree,
-            name=self.__name__,
+            *call.consts,
+            *call.leaves,
+            call_jaxpr=call.call_jaxpr,
+            num_consts=len(call.consts),
+            jvp=_checked_jvp(self.jvp, call, name),
+            in_tree=call.in_tree,
+            out_tree=call.out_tree,
+            name=name,
         )
-        return tree_unflatten(out_tree, outs)
+        return tree_unflatten(call.out_tree, outs)
