@@ -59,13 +59,23 @@ def _same_shapes(impl: Any) -> Any:
     not: operands of different shapes, unless rank 0. (Eagerly the shape rule does
     not run; the error then comes from it, naming the operation and the shapes.)"""
 
-    def checked(x: Any, y: Any, *rest: Any) -> Any:
-        for z in rest:  # select's third operand
-            if type(z) is _ndarray and z.ndim and type(y) is _ndarray and y.ndim:
-                _check(z.shape == y.shape)
+    def checked(x: Any, y: Any) -> Any:
         if type(x) is _ndarray and type(y) is _ndarray and x.shape != y.shape:
             _check(not (x.ndim and y.ndim))
-        return impl(x, y, *rest)
+        return impl(x, y)
+
+    return checked
+
+
+def _same_shapes3(impl: Any) -> Any:
+    """``_same_shapes`` for three operands (``select``)."""
+    pairwise = _same_shapes(lambda x, y: None)
+
+    def checked(x: Any, y: Any, z: Any) -> Any:
+        pairwise(x, y)
+        pairwise(y, z)
+        pairwise(x, z)
+        return impl(x, y, z)
 
     return checked
 
@@ -378,7 +388,7 @@ def select(pred: Any, on_true: Any, on_false: Any) -> Any:
     return select_p.bind(pred, on_true, on_false)
 
 
-select_p.def_impl(_same_shapes(np.where))
+select_p.def_impl(_same_shapes3(np.where))
 
 
 @select_p.def_abstract_eval
