@@ -682,17 +682,8 @@ def test_custom_vjp_cotangents_take_their_argument_dtype():
         ft.grad(times)(2.0, 3)
 
 
-def _sine_with_jvp(rule):
-    @ft.custom_jvp
-    def f(x):
-        return fnp.sin(x)
-
-    f.defjvp(rule)
-    return f
-
-
 def test_custom_jvp_tangents_of_the_wrong_type_are_a_clear_error():
-    wrong_shape = _sine_with_jvp(lambda p, t: (fnp.sin(p[0]), np.ones(5)))
+    wrong_shape = _with_jvp_rule(lambda p, t: (fnp.sin(p[0]), np.ones(5)))
     message = (
         r"custom_jvp: the rule of f returned a tangent of shape \(5,\) and dtype float64 for "
         r"output 0 of shape \(3,\) and dtype float64"
@@ -704,7 +695,7 @@ def test_custom_jvp_tangents_of_the_wrong_type_are_a_clear_error():
     with pytest.raises(TypeError, match=r"shape \(5,\) .* for output 0 of shape \(\)"):
         ft.vmap(ft.grad(wrong_shape))(X)
 
-    widened = _sine_with_jvp(lambda p, t: (fnp.sin(p[0]), fnp.cos(p[0]) * t[0].astype(float)))
+    widened = _with_jvp_rule(lambda p, t: (fnp.sin(p[0]), fnp.cos(p[0]) * t[0].astype(float)))
     x32 = X.astype(np.float32)
     message = "tangent of shape .* dtype float64 for output 0 of shape .* float32"
     with pytest.raises(TypeError, match=message):
@@ -712,13 +703,13 @@ def test_custom_jvp_tangents_of_the_wrong_type_are_a_clear_error():
     with pytest.raises(TypeError, match=message):
         ft.grad(lambda x: fnp.sum(widened(x)))(x32)
     with pytest.raises(TypeError, match=r"primal output of shape \(2,\) .* output 0 of shape"):
-        ft.jvp(_sine_with_jvp(lambda p, t: (np.ones(2), t[0])), (X,), (np.ones(3),))
+        ft.jvp(_with_jvp_rule(lambda p, t: (np.ones(2), t[0])), (X,), (np.ones(3),))
 
 
 def test_custom_jvp_tangents_take_their_output_dtype():
     # The rule computes with Python numbers: its tangents take the output's dtype.
-    doubled = _sine_with_jvp(lambda p, t: (fnp.sin(p[0]), 2.0 * t[0]))
-    zero = _sine_with_jvp(lambda p, t: (fnp.sin(p[0]), 0.0))
+    doubled = _with_jvp_rule(lambda p, t: (fnp.sin(p[0]), 2.0 * t[0]))
+    zero = _with_jvp_rule(lambda p, t: (fnp.sin(p[0]), 0.0))
     for x, dtype in ((np.float32(0.3), np.float32), (0.3, np.float64)):
         for f, expected in ((doubled, 2.0), (zero, 0.0)):
             for g in (ft.grad(f)(x), ft.jit(ft.grad(f))(x), ft.jvp(f, (x,), (dtype(1.0),))[1]):
