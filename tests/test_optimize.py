@@ -151,12 +151,6 @@ SIMPLIFY_CASES = {
         ["sin"],
     ),
     "integer_pow_one": (lambda x: lax.integer_pow(fnp.sin(x), 1), ["sin"]),
-    "times_reciprocal": (lambda x: fnp.sin(x) * (1.0 / fnp.cos(x)), ["sin", "cos", "div"]),
-    "reciprocal_times": (lambda x: (1.0 / fnp.cos(x)) * fnp.sin(x), ["cos", "sin", "div"]),
-    "times_reciprocal_of_scalar": (
-        lambda x: fnp.sin(x) * (1.0 / fnp.sum(x)),
-        ["sin", "reduce_sum", "div"],
-    ),
     "select_same": (lambda x: fnp.where(x > 0, fnp.sin(x), fnp.sin(x)), ["sin"]),
     "broadcast_of_unit_reshape": (
         lambda x: (
@@ -208,60 +202,17 @@ def test_simplify_keeps_stop_gradient_and_real_work(rng):
     assert prims(after) == prims(before)
 
 
-def test_reciprocal_used_elsewhere_is_kept(rng):
-    x = rng.normal(size=3)
-    before = jaxpr_of(lambda x: (fnp.sin(x) * (1.0 / x), 1.0 / x), x)
-    after = opt.optimize(before)
-    check_pass(before, after, x)
-    assert sorted(prims(after)) == ["div", "div", "sin"]
-
-
-def test_log_derivative_divides(rng):
-    x = rng.uniform(1, 2, size=3)
-    after = ft.make_jaxpr(ft.jit(ft.grad(lambda x: fnp.sum(fnp.log(x) * x))))(x).eqns[0]
-    assert prims(after.params["jaxpr"]).count("div") == 1
-    assert "mul" not in prims(after.params["jaxpr"])
-
-
-NEGATION_CASES = {
-    # (function of x, y; primitives after optimize)
-    "absorbed_by_add": (lambda x, y: x + (-fnp.sin(y)) * y, ["sin", "mul", "sub"]),
-    "through_sum_and_reshape": (
-        lambda x, y: x + fnp.sum(-y, axis=1, keepdims=True) / fnp.cos(x),
-        ["reduce_sum", "broadcast_in_dim", "cos", "div", "sub"],
-    ),
-    "minus_minus": (lambda x, y: -x - (-y), ["sub"]),
-    "both_negative": (lambda x, y: (-x) * (-y), ["mul"]),
-    "taken_by_a_literal": (lambda x, y: fnp.exp((-x) * 3.0), ["mul", "exp"]),
-    "subtrahend_negated": (lambda x, y: (-x) - y, ["add", "neg"]),
-    "through_transpose": (lambda x, y: y + fnp.transpose(-x), ["transpose", "sub"]),
-}
-
-
-@pytest.mark.parametrize("name", list(NEGATION_CASES))
-def test_sink_negations(name, rng):
-    fun, expected = NEGATION_CASES[name]
-    x, y = rng.normal(size=(2, 3, 3))
-    before = jaxpr_of(fun, x, y)
-    after = opt.optimize(before)
-    check_pass(before, after, x, y)
-    assert sorted(prims(after)) == sorted(expected), f"{before}\n{after}"
-    # Exact: moving a sign changes no rounding.
-    for got, want in zip(run(after, x, y), run(before, x, y), strict=True):
-        np.testing.assert_array_equal(got, want)
-
-
-def test_a_negation_with_other_uses_stays(rng):
-    x = rng.normal(size=3)
-    before = jaxpr_of(lambda x: (fnp.exp(-x) + 1.0, (-x) * 2.0 + x), x)
-    after = opt.optimize(before)
-    check_pass(before, after, x)
-    assert prims(after).count("neg") == 1
-
-
-def test_sink_negations_alone_returns_the_same_jaxpr_when_nothing_moves(rng):
-    before = jaxpr_of(lambda x: fnp.exp(-x), rng.normal(size=3))
-    assert opt.sink_negations(before.jaxpr) is before.jaxpr
+def test_derivatives_divide_where_the_partial_is_a_reciprocal(rng):
+    # log' = 1/x, log1p' = 1/(1+x), atan' = 1/(1+x^2), d(a/b)/da = 1/b: the chain rule
+    # divides (one rounding), so compiled and eager derivatives agree to the last bit.
+    x = rng.uniform(1, 2, size=1000)
+    f = lambda x: fnp.sum(fnp.log(x) * 3.0 + fnp.log1p(x) + fnp.arctan(x) + x / 7.0)
+    eager, compiled = ft.grad(f)(x), ft.jit(ft.grad(f))(x)
+    np.testing.assert_array_equal(compiled, eager)
+    (call,) = ft.make_jaxpr(ft.jit(ft.grad(lambda x: fnp.sum(fnp.log(x)))))(x).eqns
+    assert (
+        "mul" not in prims(call.params["jaxpr"]) and prims(call.params["jaxpr"]).count("div") == 1
+    )
 
 
 def test_multiply_by_zero_is_kept_for_ieee_semantics(rng):

@@ -9,7 +9,7 @@ that derivatives of derivatives and batches of derivatives need no extra code.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -115,13 +115,27 @@ def sum_to_shape(x: Any, shape: tuple[int, ...]) -> Any:
 # ---------------------------------------------------------------------------
 
 
+class Reciprocal(NamedTuple):
+    """A partial derivative ``1 / denominator``: the chain rule divides by the
+    denominator instead of multiplying by its reciprocal (one rounding, not two, so
+    eager and compiled derivatives agree to the last bit)."""
+
+    denominator: Any
+
+
+def _times_partial(t: Any, partial: Any) -> Any:
+    if type(partial) is Reciprocal:
+        return _P.div_p.bind(t, partial.denominator)
+    return _P.mul_p.bind(t, partial)
+
+
 def def_elementwise_derivatives(prim: Primitive, *partials: Callable[..., Any] | None) -> None:
     """Derivative rules of an elementwise primitive from its partial derivatives.
 
     ``partials[i](ans, *primals, **params)`` is ∂out/∂primals[i], elementwise (``None``
-    for an operand without a derivative). Forward mode sums ``tangent_i * partial_i``;
-    reverse mode gives operand ``i`` the cotangent ``g * partial_i``, summed over the
-    broadcast if the operand was a rank-0 scalar.
+    for an operand without a derivative; a ``Reciprocal(d)`` for ``1 / d``). Forward
+    mode sums ``tangent_i * partial_i``; reverse mode gives operand ``i`` the cotangent
+    ``g * partial_i``, summed over the broadcast if the operand was a rank-0 scalar.
     """
 
     def jvp(primals, tangents, **params):
@@ -130,14 +144,14 @@ def def_elementwise_derivatives(prim: Primitive, *partials: Callable[..., Any] |
         typed = _scalars_typed_like(primals, ans)
         for t, partial in zip(tangents, partials, strict=True):
             if partial is not None and type(t) is not Zero:
-                term = _P.mul_p.bind(t, partial(ans, *typed, **params))
+                term = _times_partial(t, partial(ans, *typed, **params))
                 out = add_tangents(out, lift_to_shape(term, get_aval(ans).shape))
         return ans, out
 
     def make_vjp(i, partial):
         def vjp(g, ans, *primals, **params):
             typed = _scalars_typed_like(primals, ans)
-            ct = _P.mul_p.bind(g, partial(ans, *typed, **params))
+            ct = _times_partial(g, partial(ans, *typed, **params))
             return sum_to_shape(ct, get_aval(primals[i]).shape)
 
         return vjp

@@ -11,6 +11,7 @@ import numpy as np
 
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
 from functrans.primitives._rules import (
+    Reciprocal,
     add_tangents,
     batch_elementwise,
     batch_unary_passthrough,
@@ -163,7 +164,7 @@ mul_p.def_vjp(
 div_p, div = _binary(
     "div",
     np.true_divide,
-    lambda ans, x, y: div(scalar_like(ans, 1), y),
+    lambda ans, x, y: Reciprocal(y),
     lambda ans, x, y: neg(div(ans, y)),
     kinds="fc",
     doc="``x / y`` for inexact operands.",
@@ -232,8 +233,8 @@ def _one(x: Any) -> Any:
 
 
 exp_p, exp = _unary("exp", np.exp, lambda ans, x: ans)
-log_p, log = _unary("log", np.log, lambda ans, x: div(_one(x), x))
-log1p_p, log1p = _unary("log1p", np.log1p, lambda ans, x: div(_one(x), add(_one(x), x)))
+log_p, log = _unary("log", np.log, lambda ans, x: Reciprocal(x))
+log1p_p, log1p = _unary("log1p", np.log1p, lambda ans, x: Reciprocal(add(_one(x), x)))
 expm1_p, expm1 = _unary("expm1", np.expm1, lambda ans, x: add(ans, _one(x)))
 tanh_p, tanh = _unary("tanh", np.tanh, lambda ans, x: sub(_one(ans), mul(ans, ans)))
 sigmoid_p, sigmoid = _unary(
@@ -245,7 +246,7 @@ sigmoid_p, sigmoid = _unary(
 sin_p, sin = _unary("sin", np.sin, lambda ans, x: cos(x))
 cos_p, cos = _unary("cos", np.cos, lambda ans, x: neg(sin(x)))
 tan_p, tan = _unary("tan", np.tan, lambda ans, x: add(_one(ans), mul(ans, ans)))
-atan_p, atan = _unary("atan", np.arctan, lambda ans, x: div(_one(x), add(_one(x), mul(x, x))))
+atan_p, atan = _unary("atan", np.arctan, lambda ans, x: Reciprocal(add(_one(x), mul(x, x))))
 sqrt_p, sqrt = _unary("sqrt", np.sqrt, lambda ans, x: div(scalar_like(ans, 0.5), ans))
 abs_p, abs = _unary("abs", np.abs, lambda ans, x: sign(x), kinds=None)
 sign_p, sign = _unary("sign", np.sign, kinds=None, zero_derivative=True)

@@ -316,6 +316,7 @@ class _Emitter:
         self.python_scalar: dict[Var, str] = {}  # strongly typed vars held as Python scalars
         self.num_fallbacks = 0
         self.needs_errstate = False
+        self.const_notes: list[str] = []  # comments for constants made while lowering
         self.const_ids = {id(v) for v in jaxpr.constvars}
         for v, value in zip(jaxpr.constvars, consts, strict=True):
             self.namespace[self.bind(v)] = value
@@ -358,10 +359,17 @@ class _Emitter:
         if v not in self.rt_shape and v not in self.literal_of:
             return self.names[v]
         name = self.materialized.get(v)
-        if name is None:
-            src = self.literal(self.literal_of[v], False) if v in self.literal_of else self.names[v]
+        if name is None and v in self.literal_of:
+            # A number filling a whole array (a constant of equal elements, a seed):
+            # made once, at compile time, as a real array. A zero-stride view would
+            # do, but BLAS cannot use one (matmul on it is several times slower).
+            value = np.full(v.aval.shape, self.literal_of[v].val, v.aval.dtype)
+            value.flags.writeable = False  # shared by every call, as the view was
+            name = self.materialized[v] = self.constant(value)
+            self.const_notes.append(f"# {name}: constant {v.aval.str_short()}")
+        elif name is None:
             name = self.materialized[v] = next(self.fresh)
-            self.lines.append(f"{name} = np.broadcast_to({src}, {_ints(v.aval.shape)})")
+            self.lines.append(f"{name} = np.broadcast_to({self.names[v]}, {_ints(v.aval.shape)})")
         return name
 
     def operands(self, eqn: JaxprEqn, elementwise: bool) -> list[str]:
@@ -656,6 +664,7 @@ class _Emitter:
         elif self.needs_errstate:
             body = ['with np.errstate(over="ignore"):'] + [indent + line for line in body]
         consts = [f"# {self.names[v]}: constant {v.aval.str_short()}" for v in self.jaxpr.constvars]
+        consts += self.const_notes
         return "\n".join(consts + header + [indent + line for line in body]) + "\n"
 
 

@@ -154,9 +154,12 @@ def compose_broadcasts(jaxpr: Jaxpr) -> Jaxpr:
     return Jaxpr(jaxpr.constvars, jaxpr.invars, jaxpr.outvars, eqns)
 
 
-def simplify_for_display(jaxpr: Jaxpr) -> Jaxpr:
-    """What ``make_jaxpr`` shows: broadcasts composed, dead code dropped."""
-    return dce(compose_broadcasts(jaxpr))
+def simplify_for_display(closed: ClosedJaxpr) -> ClosedJaxpr:
+    """What ``make_jaxpr`` shows: broadcasts composed, dead code dropped, and constants
+    of equal elements (the seeds and zeros that derivative rules evaluate while
+    tracing) written as the broadcast of one number, as JAX prints them."""
+    closed = uniform_consts(closed, kinds="fc")  # index constants stay as they are
+    return ClosedJaxpr(dce(compose_broadcasts(closed.jaxpr)), closed.consts)
 
 
 # ---------------------------------------------------------------------------
@@ -219,16 +222,6 @@ def _simplify_mul(eqn, producers):
         return _forward(x, out)
     if _is_value(x, producers, 1):
         return _forward(y, out)
-    # x * (1 / d) -> x / d: derivative rules write partials such as log's as 1 / x.
-    for a, b in ((x, y), (y, x)):
-        inner = producers.get(b)
-        if (
-            inner is not None
-            and inner.primitive is div_p
-            and _is_value(inner.invars[0], producers, 1)
-            and inner.invars[1].aval.shape == b.aval.shape
-        ):
-            return [_eqn(div_p, [a, inner.invars[1]], {}, out)]
     return None
 
 
@@ -384,7 +377,7 @@ _SIMPLIFY = {
 
 def simplify(jaxpr: Jaxpr) -> Jaxpr:
     """Algebraic simplification of what autodiff and vmap emit: ``x * 1``, ``x + 0``,
-    ``x - 0``, ``x / 1``, ``x * (1 / y)``, ``-(-x)``, transposes of transposes, reshapes
+    ``x - 0``, ``x / 1``, ``-(-x)``, transposes of transposes, reshapes
     of reshapes, no-op reshapes, broadcasts and dtype conversions, ``select(p, x, x)``,
     and ``reduce_sum`` of a broadcast (a sum of the operand, scaled)."""
     env: dict[Var, Atom] = {}
@@ -434,9 +427,12 @@ def sink_negations(jaxpr: Jaxpr) -> Jaxpr:
     absorbs it (``x + -y`` is ``x - y``), a scalar literal takes it (``2 * -y`` is
     ``-2 * y``), or another negation cancels it. Reverse mode writes ``-g`` for the
     cotangent of a subtrahend, so gradients have such chains (the cross-entropy's
-    through its log-sum-exp). Every step is exact in floating point: negation only
-    flips a sign bit."""
+    through its log-sum-exp). A negation moves only along a chain that ends in such an
+    absorber, so it never lands on a larger array for nothing. The values are the
+    same but for the sign of a zero sum (``-x + -y`` is ``-0.0`` where ``-(x + y)``
+    is ``0.0`` for ``x = 0.0, y = -0.0``)."""
     uses = _use_counts(jaxpr)
+    absorbable = _absorbable(jaxpr, uses)
     negated: dict[Var, Atom] = {}  # output of a single-use neg -> its operand
     env: dict[Var, Atom] = {}
     eqns: list[JaxprEqn] = []
@@ -449,7 +445,7 @@ def sink_negations(jaxpr: Jaxpr) -> Jaxpr:
             return
         inner = JaxprEqn(prim, invars, [Var(out.aval)], eqn.params)
         eqns.extend([inner, _eqn(neg_p, inner.outvars, {}, out)])
-        if uses.get(out, 0) == 1:
+        if out in absorbable:
             negated[out] = inner.outvars[0]
 
     for eqn in jaxpr.eqns:
@@ -460,7 +456,7 @@ def sink_negations(jaxpr: Jaxpr) -> Jaxpr:
             if invars != eqn.invars:
                 eqn = JaxprEqn(prim, invars, eqn.outvars, eqn.params)
             eqns.append(eqn)
-            if prim is neg_p and uses.get(eqn.outvars[0], 0) == 1:
+            if prim is neg_p and eqn.outvars[0] in absorbable:
                 negated[eqn.outvars[0]] = invars[0]
             continue
         moved = True
@@ -485,6 +481,23 @@ def sink_negations(jaxpr: Jaxpr) -> Jaxpr:
     if not moved:
         return jaxpr
     return Jaxpr(jaxpr.constvars, jaxpr.invars, _subst(jaxpr.outvars, env), eqns)
+
+
+def _absorbable(jaxpr: Jaxpr, uses: Mapping[Var, int]) -> set[Var]:
+    """Single-use variables whose negation would be absorbed downstream: operands of
+    an addition, subtraction or negation, of a product with a literal, or of a sink
+    whose own output is absorbable."""
+    found: set[Var] = set()
+    for eqn in reversed(jaxpr.eqns):
+        prim = eqn.primitive
+        if prim not in _NEGATION_SINKS:
+            continue
+        takes = prim in (add_p, sub_p, neg_p) or eqn.outvars[0] in found
+        if prim in (mul_p, div_p):
+            takes = takes or any(type(a) is Literal for a in eqn.invars)
+        if takes:
+            found.update(a for a in eqn.invars if type(a) is Var and uses.get(a, 0) == 1)
+    return found
 
 
 _NEGATION_SINKS = {
@@ -520,12 +533,16 @@ def uniform_value(value: Any) -> Any:
         return None
     flat = value.reshape(-1)
     first = flat[0]
-    if flat[-1] == first and (flat == first).all():
-        return first
-    return None
+    if flat[-1] != first or not (flat == first).all():
+        return None
+    if first == 0 and value.dtype.kind in "fc":  # 0.0 and -0.0 compare equal
+        parts = (flat.real, flat.imag) if value.dtype.kind == "c" else (flat,)
+        if any(np.signbit(p).any() != np.signbit(p).all() for p in parts):
+            return None
+    return first
 
 
-def uniform_consts(closed: ClosedJaxpr) -> ClosedJaxpr:
+def uniform_consts(closed: ClosedJaxpr, kinds: str = "biufc") -> ClosedJaxpr:
     """A constant array whose elements are all equal (the zeros and ones that
     derivative rules create) becomes a broadcast of a scalar literal, which the other
     passes can see through and code generation turns into a scalar."""
@@ -533,7 +550,7 @@ def uniform_consts(closed: ClosedJaxpr) -> ClosedJaxpr:
     env: dict[Var, Atom] = {}
     new_eqns, constvars, consts = [], [], []
     for v, value in zip(jaxpr.constvars, closed.consts, strict=True):
-        scalar = uniform_value(value)
+        scalar = uniform_value(value) if value.dtype.kind in kinds else None
         if scalar is not None:
             lit = Literal(scalar)
             eqn = _eqn(broadcast_in_dim_p, [lit], dict(shape=value.shape, broadcast_dimensions=()))

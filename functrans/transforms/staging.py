@@ -25,8 +25,6 @@ from functrans.core import (
 )
 from functrans.errors import ConcretizationTypeError
 from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
-from functrans.primitives import broadcast_in_dim_p
-from functrans.transforms.optimize import uniform_value
 from functrans.tree_util import tree_flatten, tree_unflatten
 
 __all__ = ["DynamicJaxprTrace", "make_jaxpr", "trace_to_jaxpr"]
@@ -80,7 +78,7 @@ class DynamicJaxprTrace(Trace):
     """Records equations. Constants are literals (scalars) or constvars (arrays and
     tracers of enclosing transforms, which callers pass in as explicit arguments)."""
 
-    __slots__ = ("eqns", "invars", "constvars", "consts", "_const_ids", "_uniform")
+    __slots__ = ("eqns", "invars", "constvars", "consts", "_const_ids")
 
     def __init__(self, parent: Trace | None, name: str = "") -> None:
         super().__init__(parent, name)
@@ -89,7 +87,6 @@ class DynamicJaxprTrace(Trace):
         self.constvars: list[Var] = []
         self.consts: list[Any] = []
         self._const_ids: dict[int, Var] = {}
-        self._uniform: list[Any] = []  # keeps the arrays behind _const_ids alive
 
     def new_arg(self, aval: ShapedArray) -> JaxprTracer:
         tracer = JaxprTracer(self, aval)
@@ -104,23 +101,10 @@ class DynamicJaxprTrace(Trace):
                 x = x[()]
             return Literal(x)
         var = self._const_ids.get(id(x))
-        if var is not None:
-            return var
-        inexact = isinstance(x, np.ndarray) and x.dtype.kind in "fc"
-        scalar = uniform_value(x) if inexact else None
-        if scalar is not None:
-            # A float constant of equal elements (the seeds and zeros of derivative
-            # rules, evaluated while tracing) is written as the broadcast of one number.
-            # Integer constants (indices) stay constants.
-            params = dict(shape=x.shape, broadcast_dimensions=())
-            var = Var(broadcast_in_dim_p.abstract_eval(Literal(scalar).aval, **params))
-            self.eqns.append(JaxprEqn(broadcast_in_dim_p, [Literal(scalar)], [var], params))
-            self._uniform.append(x)
-        else:
-            var = Var(get_aval(x).strip_weak_type())
+        if var is None:
+            var = self._const_ids[id(x)] = Var(get_aval(x).strip_weak_type())
             self.constvars.append(var)
             self.consts.append(x)
-        self._const_ids[id(x)] = var
         return var
 
     def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
@@ -217,8 +201,7 @@ def make_jaxpr(fun: Callable[..., Any], static_argnums: int | Sequence[int] = ()
         jaxpr, consts = trace_to_jaxpr(flat_fun, avals, name)
         from functrans.transforms.optimize import simplify_for_display
 
-        jaxpr = simplify_for_display(jaxpr)
-        return ClosedJaxpr(jaxpr, consts)
+        return simplify_for_display(ClosedJaxpr(jaxpr, consts))
 
     traced.__name__ = name
     return traced
