@@ -152,7 +152,7 @@ def _finite_peak(x: Any, axis: Any) -> Any:
     """``_peak``, but 0 where the maximum is infinite, so that the log-sum-exp of a
     row of ``-inf`` is ``-inf`` rather than NaN."""
     peak = _peak(x, axis)
-    return fnp.where(lax.is_finite(peak), peak, 0)
+    return fnp.where(fnp.isfinite(peak), peak, 0)
 
 
 def logsumexp(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:

@@ -302,6 +302,10 @@ def test_a_differentiated_python_number_is_weakly_typed():
     assert out.dtype == f_jvp(1.0).dtype == np.float32
     assert ft.jacfwd(scaled)(2.0).dtype == np.float32
     assert ft.grad(lambda s: fnp.sum(x32 * s * s))(2.0) == np.float64(4.0 * x32.sum())
+    # It stays weak through operations among weak values (s * 2.0, sin(s)), as in jit.
+    for f in (lambda s: fnp.sum(x32 * (s * 2.0)), lambda s: fnp.sum(x32 * fnp.sin(s))):
+        assert ft.value_and_grad(f)(3.0)[0].dtype == ft.jit(f)(3.0).dtype == np.float32
+        assert ft.jvp(f, (3.0,), (1.0,))[1].dtype == np.float32
 
 
 def test_scalar_results_are_numpy_scalars():
@@ -1050,6 +1054,10 @@ def test_value_and_grad_errors_name_value_and_grad():
 
 def test_integer_inputs_and_outputs_carry_no_derivative():
     ints = np.arange(3)
+    np.testing.assert_array_equal(ft.linearize(lambda n: n * 2, ints)[1](np.ones(3)), [0, 0, 0])
+    np.testing.assert_array_equal(
+        ft.linearize(lambda n, m: n**m, ints, ints)[1](np.ones(3), np.ones(3)), [0, 0, 0]
+    )
     (ct,) = ft.vjp(lambda x: x * 2, ints)[1](np.ones(3))
     np.testing.assert_array_equal(ct, [0, 0, 0])
     out, tangent = ft.jvp(lambda x: x * 2, (ints,), (np.ones(3),))

@@ -329,3 +329,10 @@ def test_softmax_family_axes_and_empty_axes():
     x = np.arange(6.0).reshape(2, 3)
     np.testing.assert_allclose(nn.logsumexp(x, axis=(0, 1)), np.log(np.exp(x).sum()))
     np.testing.assert_allclose(nn.logsumexp(x, axis=-1, keepdims=True)[:, 0], nn.logsumexp(x, 1))
+
+
+def test_logsumexp_of_integers_eagerly_and_compiled():
+    x = np.arange(3)
+    want = np.log(np.exp(x).sum())
+    np.testing.assert_allclose(nn.logsumexp(x), want)
+    np.testing.assert_allclose(ft.jit(nn.logsumexp)(x), want)

@@ -84,29 +84,39 @@ class JVPTrace(Trace):
     __slots__ = ()
 
     def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
-        primals, tangents, any_tangent = [], [], False
+        primals, tangents, any_tangent, any_weak = [], [], False, False
         for x in args:
             if type(x) is JVPTracer and x._trace is self:
                 primals.append(x.primal)
                 tangents.append(x.tangent)
                 any_tangent = True
+                any_weak |= x.weak
             else:
                 primals.append(x)
                 tangents.append(Zero(get_aval(x)))
         if not any_tangent or not prim.differentiable:
             return self.parent.process_primitive(prim, primals, params)
         out, tangent = call_with_trace(self.parent, prim.jvp, primals, tangents, **params)
+        weak = any_weak and _all_weak(args)
         if prim.multiple_results:
-            return [self._wrap(p, t) for p, t in zip(out, tangent, strict=True)]
-        return self._wrap(out, tangent)
+            return [self._wrap(p, t, weak) for p, t in zip(out, tangent, strict=True)]
+        return self._wrap(out, tangent, weak)
 
-    def _wrap(self, primal: Any, tangent: Any) -> Any:
+    def _wrap(self, primal: Any, tangent: Any, weak: bool = False) -> Any:
         if type(tangent) is Zero:
             return primal
-        return JVPTracer(self, primal, tangent)
+        return JVPTracer(self, primal, tangent, weak)
 
     def concretize(self, tracer: Tracer, conversion: str) -> Any:
         return tracer.primal
+
+
+def _all_weak(args: Sequence[Any]) -> bool:
+    """Whether every operand is weakly typed (a Python number, or a traced value that
+    came from one): then so is the result, as NEP 50 has it (``s * 2.0``)."""
+    return all(
+        x.weak if isinstance(x, PrimalTracer) else type(x) in (int, float, complex) for x in args
+    )
 
 
 def _scalar(x: Any) -> Any:
@@ -137,6 +147,14 @@ def _jvp_flat(
                 primals_out.append(x)
                 tangents_out.append(Zero(get_aval(x)))
     return primals_out, tangents_out
+
+
+def _zero_for_integers(primals: Sequence[Any], tangents: Sequence[Any]) -> list[Any]:
+    """Integer inputs have no derivative: whatever their tangent, it is zero."""
+    return [
+        t if get_aval(p).dtype.kind in "fc" else Zero(get_aval(p).strip_weak_type())
+        for p, t in zip(primals, tangents, strict=True)
+    ]
 
 
 def _check_tangent(p: Any, t: Any, what: str) -> Any:
@@ -172,11 +190,7 @@ def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple
     weak = _weak(p_leaves)
     p_leaves = [_as_input(x, "jvp") for x in p_leaves]
     t_leaves = [_check_tangent(p, t, "jvp") for p, t in zip(p_leaves, t_leaves, strict=True)]
-    # Integer inputs have no derivative: whatever their tangent, it is zero.
-    t_leaves = [
-        t if get_aval(p).dtype.kind in "fc" else Zero(get_aval(p).strip_weak_type())
-        for p, t in zip(p_leaves, t_leaves, strict=True)
-    ]
+    t_leaves = _zero_for_integers(p_leaves, t_leaves)
     out_tree_box = []
     flat = _flatten_fun(fun, p_tree, out_tree_box)
     out_p, out_t = _jvp_flat(flat, p_leaves, t_leaves, f"jvp({_name(fun)})", weak)
@@ -204,7 +218,9 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
     name = f"linearize({_name(fun)})"
     with new_trace(DynamicJaxprTrace, name) as staging:
         tangent_in = [staging.new_arg(get_aval(p).strip_weak_type()) for p in p_leaves]
-        out_p, out_t = _jvp_flat(flat, p_leaves, tangent_in, name, weak)
+        out_p, out_t = _jvp_flat(
+            flat, p_leaves, _zero_for_integers(p_leaves, tangent_in), name, weak
+        )
         out_t = [_zeros(t.aval) if type(t) is Zero else t for t in out_t]
         jaxpr, consts = staging.to_jaxpr(out_t)
     linear = ClosedJaxpr(jaxpr, consts)
@@ -258,12 +274,13 @@ class ReverseTrace(Trace):
         return ReverseTracer(self, primal, slot, weak)
 
     def process_primitive(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
-        primals, slots, positions = [], [], []
+        primals, slots, positions, any_weak = [], [], [], False
         for i, x in enumerate(args):
             if type(x) is ReverseTracer and x._trace is self:
                 primals.append(x.primal)
                 slots.append(x.slot)
                 positions.append(i)
+                any_weak |= x.weak
             else:
                 primals.append(x)
         if not slots or not prim.differentiable:
@@ -275,18 +292,22 @@ class ReverseTrace(Trace):
             backward = functools.partial(
                 _apply_vjp_rules, prim.vjp, tuple(positions), primals, outs, params
             )
-        return self.record(outs, prim.multiple_results, tuple(slots), backward)
+        weak = any_weak and _all_weak(args)
+        return self.record(outs, prim.multiple_results, tuple(slots), backward, weak)
 
-    def record(self, outs: Any, multiple: bool, parents: tuple[int, ...], backward) -> Any:
+    def record(
+        self, outs: Any, multiple: bool, parents: tuple[int, ...], backward, weak: bool = False
+    ) -> Any:
         first = self.num_slots
         n = len(outs) if multiple else 1
         self.num_slots += n
         self.tape.append((first, n, multiple, parents, backward))
         if multiple:
             return [
-                ReverseTracer(self, o, first + k) if _is_float(o) else o for k, o in enumerate(outs)
+                ReverseTracer(self, o, first + k, weak) if _is_float(o) else o
+                for k, o in enumerate(outs)
             ]
-        return ReverseTracer(self, outs, first)
+        return ReverseTracer(self, outs, first, weak)
 
     def concretize(self, tracer: Tracer, conversion: str) -> Any:
         return tracer.primal

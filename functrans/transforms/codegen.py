@@ -605,6 +605,9 @@ class _Emitter:
             self.names[out] = self.names[x]
             self.python_scalar[out] = dtype
             return
+        if x.aval.dtype == new_dtype:  # only weakness changes: nothing to compute
+            self.alias(x, out)
+            return
         if x in self.rt_shape:  # convert the small operand; stay a lazy broadcast
             self.lines.append(f"{self.bind(out)} = np.asarray({self.names[x]}, dtype={dtype})")
             self.rt_shape[out] = self.rt_shape[x]
