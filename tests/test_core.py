@@ -121,12 +121,15 @@ def test_shape_errors_name_operation_and_shapes_eagerly_and_traced():
         (lambda: lax.lt(np.ones(2), np.ones((1, 2))), r"lt: incompatible shapes"),
         (lambda: lax.reshape(np.ones(6), (4,)), r"reshape: .*\(6,\).*\(4,\)"),
         (lambda: lax.matmul(np.ones((2, 3)), np.ones(4)), r"matmul: incompatible shapes"),
+        (lambda: lax.add(np.ones(2, np.float32), np.ones(2)), r"add: .*float32 and float64"),
+        (lambda: lax.div(np.ones(2, int), np.ones(2, int)), r"div: .*int64 are not supported"),
+        (lambda: lax.select(np.ones(2, int), np.ones(2), 0.0), r"select: .*must be boolean"),
     ],
 )
-def test_primitives_check_shapes_eagerly_as_they_do_when_traced(call, message):
+def test_primitives_check_shapes_and_dtypes_eagerly_as_they_do_when_traced(call, message):
     # lax does not broadcast implicitly (only rank-0 operands), eagerly or traced, and
     # a failing NumPy implementation is reported by the shape rule.
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         call()
     assert lax.add(np.ones((2, 2)), 1.0).shape == (2, 2)
 

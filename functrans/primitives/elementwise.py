@@ -55,45 +55,35 @@ def _unary(
     return prim, apply
 
 
-def _same_shapes(impl: Any) -> Any:
-    """``impl`` that first rejects what NumPy would broadcast but the shape rule does
-    not: operands of different shapes, unless rank 0. (Eagerly the shape rule does
-    not run; the error then comes from it, naming the operation and the shapes.)"""
+def _checked(prim: Primitive, impl: Any, kinds: str | None) -> Any:
+    """``impl`` of a binary elementwise primitive that applies its shape and dtype rule
+    eagerly too, as tracing does: what NumPy would broadcast or promote beyond it
+    (operands of two shapes or dtypes, a dtype kind it does not take) is an error. The
+    common case (one dtype, one shape or a rank-0 operand) is checked inline."""
 
     def checked(x: Any, y: Any) -> Any:
-        if type(x) is _ndarray and type(y) is _ndarray and x.shape != y.shape:
-            _check(not (x.ndim and y.ndim))
+        try:
+            dtype = x.dtype
+            ok = dtype == y.dtype and (x.shape == y.shape or not x.shape or not y.shape)
+        except AttributeError:  # a Python number: the rule decides
+            ok = False
+        if not ok or (kinds is not None and dtype.kind not in kinds):
+            prim.abstract_eval(get_aval(x), get_aval(y))  # raises the rule's own error
         return impl(x, y)
 
     return checked
 
 
-def _same_shapes3(impl: Any) -> Any:
-    """``_same_shapes`` for three operands (``select``)."""
-    pairwise = _same_shapes(lambda x, y: None)
-
-    def checked(x: Any, y: Any, z: Any) -> Any:
-        pairwise(x, y)
-        pairwise(y, z)
-        pairwise(x, z)
-        return impl(x, y, z)
-
-    return checked
-
-
-_ndarray = np.ndarray
-
-
-def _check(ok: bool) -> None:
-    if not ok:  # the evaluator replaces this by the shape rule's message
-        raise ValueError("operand shapes differ")
+def _checked_select(pred: Any, x: Any, y: Any) -> Any:
+    select_p.abstract_eval(get_aval(pred), get_aval(x), get_aval(y))
+    return np.where(pred, x, y)
 
 
 def _binary(
     name: str, impl: Any, *partials: Any, kinds: str | None = None, doc: str = ""
 ) -> tuple[Primitive, Any]:
     prim = Primitive(name)
-    prim.def_impl(_same_shapes(impl))
+    prim.def_impl(_checked(prim, impl, kinds))
     prim.def_abstract_eval(elementwise_abstract_eval(name, kinds))
     if partials:
         def_elementwise_derivatives(prim, *partials)
@@ -347,7 +337,7 @@ min_p, min = _binary("min", np.minimum, *_minmax_partials(lambda a, b: lt(a, b))
 
 def _comparison(name: str, impl: Any) -> tuple[Primitive, Any]:
     prim = Primitive(name)
-    prim.def_impl(_same_shapes(impl))
+    prim.def_impl(_checked(prim, impl, None))
     prim.def_abstract_eval(elementwise_abstract_eval(name, None, np.bool_))
     def_zero_derivative(prim, 2)
     batch_elementwise(prim)
@@ -389,7 +379,7 @@ def select(pred: Any, on_true: Any, on_false: Any) -> Any:
     return select_p.bind(pred, on_true, on_false)
 
 
-select_p.def_impl(_same_shapes3(np.where))
+select_p.def_impl(_checked_select)
 
 
 @select_p.def_abstract_eval
