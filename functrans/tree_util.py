@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 __all__ = [
     "PyTreeDef",
     "broadcast_prefix",
+    "leaf_paths",
     "register_dataclass",
     "register_pytree_node",
     "tree_flatten",
@@ -278,3 +279,38 @@ def _children(x: Any) -> tuple[list, Any]:
     if _is_namedtuple(x):
         return list(x), (type(x), None)
     return [], None
+
+
+def leaf_paths(tree: Any, root: str) -> list[str]:
+    """A readable path for each leaf of ``tree``, in flattening order, for error
+    messages.
+
+    >>> leaf_paths({"b": [1.0, 2.0], "a": 3.0}, "xs")
+    ["xs['a']", "xs['b'][0]", "xs['b'][1]"]
+    """
+    paths: list[str] = []
+
+    def go(x: Any, path: str) -> None:
+        if x is None:
+            return
+        if isinstance(x, tuple) and hasattr(type(x), "_fields"):
+            for field, child in zip(x._fields, x, strict=True):
+                go(child, f"{path}.{field}")
+        elif type(x) in (tuple, list):
+            for i, child in enumerate(x):
+                go(child, f"{path}[{i}]")
+        elif type(x) in (dict, collections.defaultdict, collections.OrderedDict):
+            # In flattening order: sorted keys, but an OrderedDict's own order.
+            keys = list(x) if type(x) is collections.OrderedDict else sorted(x)
+            for key in keys:
+                go(x[key], f"{path}[{key!r}]")
+        else:
+            leaves, treedef = tree_flatten(x)
+            if treedef.node_type is None:
+                paths.append(path)
+            else:
+                kind = type(x).__name__
+                paths.extend(f"{path}<{kind} leaf {j}>" for j in range(len(leaves)))
+
+    go(tree, root)
+    return paths

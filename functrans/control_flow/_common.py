@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +24,7 @@ from functrans.primitives._rules import broadcast_batched
 from functrans.transforms import codegen
 from functrans.transforms.derived import batch_jaxpr
 from functrans.transforms.staging import as_array_arg, trace_to_jaxpr
-from functrans.tree_util import PyTreeDef, tree_flatten, tree_unflatten
+from functrans.tree_util import PyTreeDef, tree_unflatten
 
 # ---------------------------------------------------------------------------
 # Values, avals and names
@@ -64,36 +63,6 @@ def cast(x: Any, dtype: np.dtype) -> Any:
     if isinstance(x, Tracer):
         return convert_element_type(x, dtype)
     return np.asarray(x, dtype)[()] if np.ndim(x) == 0 else np.asarray(x, dtype)
-
-
-def leaf_paths(tree: Any, root: str) -> list[str]:
-    """A readable path for each leaf of ``tree`` (``xs['a'][0]``), in flattening order."""
-    paths: list[str] = []
-
-    def go(x: Any, path: str) -> None:
-        if x is None:
-            return
-        if isinstance(x, tuple) and hasattr(type(x), "_fields"):
-            for field, child in zip(x._fields, x, strict=True):
-                go(child, f"{path}.{field}")
-        elif type(x) in (tuple, list):
-            for i, child in enumerate(x):
-                go(child, f"{path}[{i}]")
-        elif type(x) in (dict, collections.defaultdict, collections.OrderedDict):
-            # In flattening order: sorted keys, but an OrderedDict's own order.
-            keys = list(x) if type(x) is collections.OrderedDict else sorted(x)
-            for key in keys:
-                go(x[key], f"{path}[{key!r}]")
-        else:
-            leaves, treedef = tree_flatten(x)
-            if treedef.node_type is None:
-                paths.append(path)
-            else:
-                kind = type(x).__name__
-                paths.extend(f"{path}<{kind} leaf {j}>" for j in range(len(leaves)))
-
-    go(tree, root)
-    return paths
 
 
 def aval_of(x: Any) -> ShapedArray:

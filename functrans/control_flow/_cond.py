@@ -22,7 +22,6 @@ from functrans.control_flow._common import (
     check_callable,
     fun_name,
     is_float,
-    leaf_paths,
     run,
     same_type,
     trace_fun,
@@ -40,7 +39,7 @@ from functrans.primitives import (
 from functrans.primitives import max as lax_max
 from functrans.primitives import min as lax_min
 from functrans.transforms.derived import call_jaxpr, instantiate, jvp_jaxpr, vjp_jaxpr
-from functrans.tree_util import tree_flatten, tree_unflatten
+from functrans.tree_util import leaf_paths, tree_flatten, tree_unflatten
 
 __all__ = ["cond", "cond_p", "switch"]
 

@@ -30,7 +30,6 @@ from functrans.control_flow._common import (
     depends_on,
     fun_name,
     is_float,
-    leaf_paths,
     same_type,
     split,
     tracked_outputs,
@@ -51,7 +50,7 @@ from functrans.transforms.derived import (
     vjp_split,
 )
 from functrans.transforms.optimize import dce
-from functrans.tree_util import tree_flatten, tree_unflatten
+from functrans.tree_util import leaf_paths, tree_flatten, tree_unflatten
 
 __all__ = ["scan", "scan_p"]
 

@@ -21,7 +21,6 @@ from functrans.control_flow._common import (
     check_callable,
     fun_name,
     is_float,
-    leaf_paths,
     run,
     same_type,
     split,
@@ -33,7 +32,7 @@ from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval
 from functrans.ir import Var
 from functrans.primitives import add, broadcast_in_dim, convert_element_type, lt, reduce_max, select
 from functrans.transforms.derived import call_jaxpr, instantiate, jvp_jaxpr, trace_derived
-from functrans.tree_util import tree_flatten, tree_unflatten
+from functrans.tree_util import leaf_paths, tree_flatten, tree_unflatten
 
 __all__ = ["fori_loop", "while_loop", "while_p"]
 

@@ -26,7 +26,7 @@ from functrans.core import (
 from functrans.errors import ConcretizationTypeError
 from functrans.primitives._rules import broadcast_batched
 from functrans.transforms.staging import as_array_arg
-from functrans.tree_util import broadcast_prefix, tree_flatten, tree_unflatten
+from functrans.tree_util import broadcast_prefix, leaf_paths, tree_flatten, tree_unflatten
 
 __all__ = ["vmap"]
 
@@ -185,12 +185,9 @@ def _finish_output(name: str, trace: BatchTrace, out: Any, out_axis: int | None,
 def _owners(args: tuple, kwargs: dict) -> list[str]:
     """How errors name each input leaf: ``argument 0``, or its path in a pytree
     (``argument 1['W']``), or the keyword argument's."""
-    from functrans.control_flow._common import leaf_paths
-
     names = []
     for i, a in enumerate(args):
-        paths = leaf_paths(a, f"argument {i}")
-        names += [f"argument {i}"] if paths == [f"argument {i}"] else paths
+        names += leaf_paths(a, f"argument {i}")
     for k in sorted(kwargs):
         names += leaf_paths(kwargs[k], f"keyword argument {k!r}")
     return names
