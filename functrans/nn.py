@@ -122,18 +122,15 @@ def log_sigmoid(x: Any) -> Any:
 
 
 def _axes(name: str, x: Any, axis: int | Sequence[int] | None) -> tuple[int, ...]:
-    """``axis`` of ``x`` as non-negative ints (``None``: all axes), or a ``ValueError``
-    naming ``name``, the axis and the shape."""
-    shape = _aval(x).shape
-    if axis is None:
-        return tuple(range(len(shape)))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    if not shape and all(a in (0, -1) for a in axes):
-        return ()  # as NumPy's reductions allow for a scalar
-    for a in axes:
-        if not isinstance(a, (int, np.integer)) or not -len(shape) <= a < len(shape):
-            raise ValueError(f"{name}: axis {axis!r} is out of bounds for shape {shape}")
-    return tuple(int(a) % len(shape) for a in axes)
+    """``axis`` of ``x`` as sorted non-negative ints (``None``: all axes), or an error
+    naming ``name``. A scalar allows axis 0 or -1 (nothing to reduce), as NumPy's
+    reductions do."""
+    ndim = len(_aval(x).shape)
+    if ndim == 0 and axis is not None:
+        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+        if all(isinstance(a, (int, np.integer)) and a in (0, -1) for a in axes):
+            return ()
+    return fnp.normalize_axes(name, axis, ndim)
 
 
 def _is_empty(x: Any, axes: tuple[int, ...]) -> bool:

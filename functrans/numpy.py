@@ -19,9 +19,8 @@ empty_like astype shape ndim size flip take take_along_axis tensordot trace
 diagonal atleast_1d atleast_2d hstack vstack logical_and logical_or logical_not
 floor amax amin any all isfinite isnan isinf floor_divide remainder mod fmod divmod
 copy`` (and the operators ``//``, ``%`` and ``divmod`` on traced values).
-Two known differences from NumPy under tracing: ``x ** n`` for an integer ``x`` and a
-traced integer ``n`` is computed in float64 (exact below 2**53), and out-of-range
-traced indices are not checked.
+One known difference from NumPy under tracing: out-of-range traced indices are not
+checked.
 """
 
 from __future__ import annotations
@@ -1012,8 +1011,12 @@ def _check_order(name: str, order: Any, layout_orders: tuple[str, ...]) -> None:
 @_numpy_api(np.ravel)
 def ravel(a, order="C"):
     """``a`` flattened to one axis (``order`` 'C' or 'F')."""
-    x = _as_array("ravel", a, (0, "a"))
-    _check_order("ravel", order, ("A", "K"))
+    return _flattened("ravel", a, order)
+
+
+def _flattened(name: str, a: Any, order: str) -> Any:
+    x = _as_array(name, a, (0, "a"))
+    _check_order(name, order, ("A", "K"))
     return reshape(x, -1, order=order)
 
 
@@ -1568,7 +1571,7 @@ def _install_tracer_methods() -> None:
         "astype": lambda self, dtype: astype(self, dtype),
         "copy": lambda self, order="C": self,
         "ravel": lambda self, order="C": ravel(self, order),
-        "flatten": lambda self, order="C": ravel(self, order),
+        "flatten": lambda self, order="C": _flattened("flatten", self, order),
         "squeeze": lambda self, axis=None: squeeze(self, axis),
         "swapaxes": swapaxes,
         "dot": dot,

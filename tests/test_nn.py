@@ -319,8 +319,10 @@ def test_a_row_of_minus_infinity():
 
 def test_softmax_family_axes_and_empty_axes():
     for fun in (nn.softmax, nn.log_softmax, nn.logsumexp):
-        with pytest.raises(ValueError, match=rf"{fun.__name__}: axis 3 is out of bounds.*\(3,\)"):
+        with pytest.raises(ValueError, match=rf"{fun.__name__}: axis 3 is out of bounds"):
             fun(np.ones(3), axis=3)
+        with pytest.raises(ValueError, match=rf"{fun.__name__}: repeated axis"):
+            fun(np.ones((2, 2)), axis=(1, -1))
     # As in JAX: the log-sum-exp of nothing is -inf, softmaxes of nothing are empty.
     assert nn.logsumexp(np.zeros(0)) == -np.inf
     np.testing.assert_array_equal(nn.logsumexp(np.zeros((2, 0)), axis=1), [-np.inf, -np.inf])

@@ -1407,7 +1407,7 @@ def test_reshape_signature_is_numpys():
         (lambda x: fnp.reshape(x, (2, 3), order="K"), r"reshape: order must be one of"),
         (lambda x: x.reshape(2, 3, order="X"), r"reshape: order must be one of"),
         (lambda x: fnp.ravel(x, order="K"), r"ravel: order='K' .*memory layout"),
-        (lambda x: x.flatten("A"), r"ravel: order='A'"),
+        (lambda x: x.flatten("A"), r"flatten: order='A'"),
     ],
 )
 def test_reshape_orders_that_need_a_memory_layout_are_rejected_when_traced(call, message):
