@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 
 from functrans.core import get_aval
-from functrans.transforms.ad import _as_input, _check_argnums, _check_differentiable, jvp, vjp
+from functrans.transforms.ad import (
+    _as_input,
+    _check_argnums,
+    _check_differentiable,
+    _scalar,
+    jvp,
+    vjp,
+)
 from functrans.transforms.batching import vmap
 from functrans.tree_util import tree_flatten, tree_unflatten
 
@@ -68,7 +75,8 @@ def _nest(out_tree, out_shapes, in_tree, in_shapes, block, argnums) -> Any:
     """Build the Jacobian pytree: output structure outside, input structure inside."""
 
     def for_output(j: int) -> Any:
-        inner = tree_unflatten(in_tree, [block(j, i) for i in range(len(in_shapes))])
+        blocks = [_scalar(block(j, i)) for i in range(len(in_shapes))]
+        inner = tree_unflatten(in_tree, blocks)
         return inner[0] if isinstance(argnums, int) else tuple(inner)
 
     return tree_unflatten(out_tree, [for_output(j) for j in range(len(out_shapes))])
