@@ -216,7 +216,10 @@ def integer_pow_cases(draw):
 def convert_cases(draw):
     new_dtype = draw(st.sampled_from([np.float32, np.float64, np.int32, np.bool_]))
     shape = draw(small_shapes())
-    return Case({"new_dtype": np.dtype(new_dtype)}, [float_operand(shape, uniform(0.2, 3.0))])
+    params = {"new_dtype": np.dtype(new_dtype)}
+    if draw(st.booleans()):
+        params["weak_type"] = True  # typed as a Python number would be (a loop index)
+    return Case(params, [float_operand(shape, uniform(0.2, 3.0))])
 
 
 # --- structural --------------------------------------------------------------------------
@@ -792,3 +795,19 @@ def test_python_scalar_operands_keep_float32_derivatives(name, scalar_first):
     loss = lambda x: lax.reduce_sum(f(x), (0,))
     assert ft.make_jaxpr(ft.grad(loss))(x).out_avals[0].dtype == np.float32
     check_grads(f, (x,), order=2)
+
+
+def test_a_weak_type_conversion_changes_only_the_type():
+    aval = lax.convert_element_type_p.abstract_eval(
+        ShapedArray((3,), np.int64), new_dtype=np.dtype(np.int64), weak_type=True
+    )
+    assert aval.weak_type and aval.dtype == np.int64
+    i = np.arange(3)
+    weak = lambda i: lax.convert_element_type(i, np.int64, weak_type=True)
+    for f in (weak, ft.jit(weak), ft.vmap(weak)):
+        np.testing.assert_array_equal(f(i), i)
+    # A float32 array plus the weakly typed value stays float32, as with a Python int.
+    x = np.ones(3, np.float32)
+    added = ft.make_jaxpr(lambda x, i: x + weak(i))(x, i)
+    assert added.out_avals[0].dtype == np.float32
+    np.testing.assert_array_equal(ft.jit(lambda x, i: x + weak(i))(x, i), x + i.astype(np.float32))
