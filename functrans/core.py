@@ -28,6 +28,7 @@ from functrans.errors import (
 )
 
 __all__ = [
+    "PYTHON_SCALARS",
     "Primitive",
     "ShapedArray",
     "Trace",
@@ -40,6 +41,9 @@ __all__ = [
     "set_current_trace",
     "short_dtype_name",
 ]
+
+# The Python numbers functions accept as array inputs (weakly typed, under NEP 50).
+PYTHON_SCALARS = (bool, int, float, complex)
 
 # ---------------------------------------------------------------------------
 # Abstract values

@@ -37,7 +37,7 @@ import numpy as np
 
 from functrans import _einsum, _indexing
 from functrans import primitives as lax
-from functrans.core import Tracer, get_aval, new_trace
+from functrans.core import PYTHON_SCALARS, Tracer, get_aval, new_trace
 from functrans.errors import ConcretizationTypeError
 from functrans.transforms.staging import DynamicJaxprTrace
 
@@ -46,7 +46,6 @@ int8, int16, int32, int64 = np.int8, np.int16, np.int32, np.int64
 uint8, bool_, complex64, complex128 = np.uint8, np.bool_, np.complex64, np.complex128
 ndarray, dtype, newaxis, pi, e, inf, nan = np.ndarray, np.dtype, None, np.pi, np.e, np.inf, np.nan
 
-_PYTHON_SCALARS = (bool, int, float, complex)
 _WEAK_REPRESENTATIVE = {"b": False, "i": 0, "u": 0, "f": 0.0, "c": 0j}
 _NUMERIC_KINDS = "biufc"
 
@@ -148,7 +147,7 @@ def _reject_non_numeric(name: str, traced, args, kwargs, out) -> None:
                 continue
             if kind not in _NUMERIC_KINDS:
                 _check_array_arg(name, what, value)
-        elif not isinstance(value, (*_PYTHON_SCALARS, type, np.dtype, type(None))):
+        elif not isinstance(value, (*PYTHON_SCALARS, type, np.dtype, type(None))):
             _check_array_arg(name, what, value)
     raise TypeError(f"{name}: the result has the non-numeric dtype {out.dtype}")
 
@@ -162,7 +161,7 @@ def _check_array_arg(name: str, what: Any, x: Any) -> None:
         what = f"argument {what}"
     else:
         what = f"argument {what!r}"
-    if isinstance(x, (Tracer, *_PYTHON_SCALARS)):
+    if isinstance(x, (Tracer, *PYTHON_SCALARS)):
         return
     if isinstance(x, (np.ndarray, np.generic)):
         if x.dtype.kind in _NUMERIC_KINDS:
@@ -194,7 +193,7 @@ def _as_operand(name: str, x: Any, what: Any = 0) -> Any:
     """A tracer, a NumPy array or scalar, or a Python scalar (kept weakly typed)."""
     if isinstance(x, Tracer):
         return x
-    if isinstance(x, (np.ndarray, np.generic)) or type(x) in _PYTHON_SCALARS:
+    if isinstance(x, (np.ndarray, np.generic)) or type(x) in PYTHON_SCALARS:
         _check_array_arg(name, what, x)
         return x
     if type(x) in (list, tuple) and _has_tracer(x):
@@ -207,7 +206,7 @@ def _as_array(name: str, x: Any, what: Any = 0) -> Any:
     """A tracer or a NumPy array: Python scalars become strongly typed arrays, as in
     NumPy's non-ufunc functions (``dot``, ``concatenate``...)."""
     x = _as_operand(name, x, what)
-    return np.asarray(x) if isinstance(x, (np.generic, *_PYTHON_SCALARS)) else x
+    return np.asarray(x) if isinstance(x, (np.generic, *PYTHON_SCALARS)) else x
 
 
 def result_dtype(*args: Any) -> tuple[np.dtype, bool]:
@@ -216,7 +215,7 @@ def result_dtype(*args: Any) -> tuple[np.dtype, bool]:
     operands = []
     weak = True
     for x in args:
-        if isinstance(x, _PYTHON_SCALARS):
+        if isinstance(x, PYTHON_SCALARS):
             operands.append(x)
             continue
         aval = get_aval(x)
@@ -229,7 +228,7 @@ def result_dtype(*args: Any) -> tuple[np.dtype, bool]:
 
 
 def _convert(x: Any, dtype: np.dtype, weak: bool = False) -> Any:
-    if isinstance(x, _PYTHON_SCALARS):
+    if isinstance(x, PYTHON_SCALARS):
         return x if weak else dtype.type(x)
     if isinstance(x, Tracer):
         aval = x.aval
@@ -275,7 +274,7 @@ def _inexact_divide(dtype: np.dtype) -> np.dtype:
 def _shape(x: Any) -> tuple[int, ...]:
     if isinstance(x, Tracer):
         return x.shape
-    return () if isinstance(x, _PYTHON_SCALARS) else np.shape(x)
+    return () if isinstance(x, PYTHON_SCALARS) else np.shape(x)
 
 
 def _fmt_shapes(*xs: Any) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from functrans.control_flow._common import Traced, cast, fun_name, same_type, trace_fun
-from functrans.core import ShapedArray, get_aval
+from functrans.core import PYTHON_SCALARS, ShapedArray, get_aval
 from functrans.tree_util import PyTreeDef
 
 
@@ -108,6 +108,6 @@ def _weak_carry_outputs(
 def promote_init(leaves: Sequence[Any], avals: Sequence[ShapedArray]) -> list[Any]:
     """Initial carry values cast to the carry types a body was traced at."""
     return [
-        a.dtype.type(x) if isinstance(x, (bool, int, float, complex)) else cast(x, a.dtype)
+        a.dtype.type(x) if isinstance(x, PYTHON_SCALARS) else cast(x, a.dtype)
         for x, a in zip(leaves, avals, strict=True)
     ]

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import functrans.primitives as _P
-from functrans.core import Primitive, ShapedArray, Zero, get_aval
+from functrans.core import PYTHON_SCALARS, Primitive, ShapedArray, Zero, get_aval
 
 # The helpers apply primitives (add, mul, broadcast_in_dim...) that the family modules
 # define with these very helpers; they are looked up on the package when a rule runs.
@@ -167,7 +167,7 @@ def _scalars_typed_like(primals: Sequence[Any], ans: Any) -> list[Any]:
     dtype = get_aval(ans).dtype
     if dtype.kind not in "fc":
         return list(primals)
-    return [dtype.type(p) if type(p) in (bool, int, float, complex) else p for p in primals]
+    return [dtype.type(p) if type(p) in PYTHON_SCALARS else p for p in primals]
 
 
 def lift_to_shape(t: Any, shape: tuple[int, ...]) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from functrans.core import ShapedArray, Tracer, get_aval
+from functrans.core import PYTHON_SCALARS, ShapedArray, Tracer, get_aval
 from functrans.ir import ClosedJaxpr
 from functrans.primitives import convert_element_type
 from functrans.tree_util import PyTreeDef, tree_flatten, tree_leaves, tree_unflatten
@@ -50,15 +50,13 @@ def any_tracer(leaves: Sequence[Any]) -> bool:
 # What the user's rules return, checked against the function's own types
 # ---------------------------------------------------------------------------
 
-_PYTHON_SCALARS = (bool, int, float, complex)
-
 
 def is_float(aval: ShapedArray) -> bool:
     return aval.dtype.kind in "fc"
 
 
 def _cast(x: Any, dtype: np.dtype) -> Any:
-    if type(x) in _PYTHON_SCALARS:
+    if type(x) in PYTHON_SCALARS:
         return dtype.type(x)
     return convert_element_type(x, dtype)
 
@@ -83,7 +81,7 @@ def conform(
         ) from None
     if x_aval.shape == aval.shape:
         if x_aval.dtype == aval.dtype or (derivative and not is_float(aval)):
-            return np.asarray(x, aval.dtype)[()] if type(x) in _PYTHON_SCALARS else x
+            return np.asarray(x, aval.dtype)[()] if type(x) in PYTHON_SCALARS else x
         weak = weak or x_aval.weak_type or aval.weak_type
         if weak and np.can_cast(x_aval.dtype, aval.dtype, "same_kind"):
             return _cast(x, aval.dtype)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from functrans.core import (
+    PYTHON_SCALARS,
     Primitive,
     ShapedArray,
     Trace,
@@ -529,7 +530,7 @@ def _weak(leaves: Sequence[Any]) -> list[bool]:
 
 def _as_input(x: Any, what: str) -> Any:
     x = as_array_arg(x, what)
-    if isinstance(x, (bool, int, float, complex)):
+    if isinstance(x, PYTHON_SCALARS):
         return np.asarray(x)[()]
     return x
 

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from functrans.config import config
-from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval
+from functrans.core import PYTHON_SCALARS, Primitive, ShapedArray, Tracer, Zero, get_aval
 from functrans.ir import ClosedJaxpr, Jaxpr
 from functrans.primitives import convert_element_type
 from functrans.transforms import codegen
@@ -161,7 +161,6 @@ jit_p.reverse = _jit_reverse
 # shapes (say, sequences of every length) would otherwise hold on to all of them.
 CACHE_MAXSIZE = 1024
 
-_PY_SCALARS = (bool, int, float, complex)
 _WEAK_KEY = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
 
 
@@ -382,7 +381,7 @@ class Jitted:
         for i, x in enumerate(leaves):
             if type(x) is not np.ndarray and isinstance(x, np.ndarray):
                 x = leaves[i] = np.asarray(x)  # ndarray subclasses
-            if isinstance(x, (np.ndarray, np.generic, Tracer, *_PY_SCALARS)):
+            if isinstance(x, (np.ndarray, np.generic, Tracer, *PYTHON_SCALARS)):
                 key.extend(_aval_key(abstractify(x)))
                 continue
             raise TypeError(
@@ -457,7 +456,7 @@ class Jitted:
             out = self._fun(*full, **kw, **static_kw)
             out_leaves, out_tree = tree_flatten(out)
             for i, x in enumerate(out_leaves):
-                if not isinstance(x, (np.ndarray, np.generic, Tracer, *_PY_SCALARS)):
+                if not isinstance(x, (np.ndarray, np.generic, Tracer, *PYTHON_SCALARS)):
                     raise TypeError(
                         f"{name}: output leaf {i} is a {type(x).__name__} ({x!r:.40}); a "
                         "jitted function must return arrays (in any pytree)"
