@@ -110,6 +110,21 @@ def _batch_call(prim: Primitive, vals, dims, params, batch_rules: Callable[..., 
     return prim.bind(*vals, **new_params), [0] * n_out
 
 
+def _bind(prim: Primitive, call: Call, name: str, rules: dict) -> Any:
+    """Bind a custom call: the function's program and consts, the user's ``rules``."""
+    outs = prim.bind(
+        *call.consts,
+        *call.leaves,
+        call_jaxpr=call.call_jaxpr,
+        num_consts=len(call.consts),
+        in_tree=call.in_tree,
+        out_tree=call.out_tree,
+        name=name,
+        **rules,
+    )
+    return tree_unflatten(call.out_tree, outs)
+
+
 def _def_call_primitive(name: str) -> Primitive:
     prim = Primitive(name, multiple_results=True)
     prim.def_impl(lambda *args, call_jaxpr, **_: derived.call_jaxpr(call_jaxpr, *args))
@@ -346,18 +361,8 @@ class custom_vjp(CustomFunction):
         if call is None:
             return self.fun(*args)
         name = self.__name__
-        outs = custom_vjp_call_p.bind(
-            *call.consts,
-            *call.leaves,
-            call_jaxpr=call.call_jaxpr,
-            num_consts=len(call.consts),
-            fwd=_checked_fwd(self.fwd, call, name),
-            bwd=_checked_bwd(self.bwd, call, name),
-            in_tree=call.in_tree,
-            out_tree=call.out_tree,
-            name=name,
-        )
-        return tree_unflatten(call.out_tree, outs)
+        rules = dict(fwd=_checked_fwd(self.fwd, call, name), bwd=_checked_bwd(self.bwd, call, name))
+        return _bind(custom_vjp_call_p, call, name, rules)
 
 
 # ---------------------------------------------------------------------------
@@ -528,15 +533,9 @@ class custom_jvp(CustomFunction):
         args, call = self._prepare(args, kwargs)
         if call is None:
             return self.fun(*args)
-        name = self.__name__
-        outs = custom_jvp_call_p.bind(
-            *call.consts,
-            *call.leaves,
-            call_jaxpr=call.call_jaxpr,
-            num_consts=len(call.consts),
-            jvp=_checked_jvp(self.jvp, call, name),
-            in_tree=call.in_tree,
-            out_tree=call.out_tree,
-            name=name,
+        return _bind(
+            custom_jvp_call_p,
+            call,
+            self.__name__,
+            {"jvp": _checked_jvp(self.jvp, call, self.__name__)},
         )
-        return tree_unflatten(call.out_tree, outs)
