@@ -247,8 +247,10 @@ _REDUCTIONS = {P.reduce_sum_p: "np.add", P.reduce_max_p: "np.maximum",
 
 def _lowering(eqn: JaxprEqn) -> Lowering | None:
     if eqn.primitive is P.pad_p:
-        # Interior padding has no NumPy one-liner: it falls back to the impl.
-        if any(interior for _, _, interior in eqn.params["padding_config"]):
+        # np.pad takes neither interior nor negative (cropping) padding, nor a scalar
+        # (no axes to pad): those fall back to the impl.
+        config = eqn.params["padding_config"]
+        if not config or any(i or lo < 0 or hi < 0 for lo, hi, i in config):
             return None
         return Lowering(_pad)
     return LOWERINGS.get(eqn.primitive)
