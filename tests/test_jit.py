@@ -272,10 +272,13 @@ def test_the_cache_keeps_at_most_maxsize_signatures(monkeypatch):
     for n in range(1, 6):
         assert jf(np.ones(n)) == 2.0 * n
     assert jf.cache_info()[1:] == (5, 3, 3)
-    jf(np.ones(5))  # among the newest three: a hit
+    jf(np.ones(3))  # among the three kept: a hit, and now the most recently used
     assert jf.cache_info().hits == 1
-    assert jf(np.ones(1)) == 2.0  # dropped long ago: traced again, still right
-    assert jf.cache_info()[1:] == (6, 3, 3)
+    jf(np.ones(6))  # a new signature drops the least recently used: n = 4
+    jf(np.ones(3))
+    assert jf.cache_info().hits == 2
+    assert jf(np.ones(4)) == 8.0  # dropped: traced again, still right
+    assert jf.cache_info()[1:] == (7, 3, 3)
 
 
 def test_cache_key_includes_pytree_structure():

@@ -18,6 +18,7 @@ Two paths:
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import itertools
@@ -320,7 +321,7 @@ class Jitted:
             static_argnums, static_argnames
         )
         self._has_static = bool(self._static_argnums or self._static_argnames)
-        self._cache: dict[Any, _Entry] = {}
+        self._cache: collections.OrderedDict[Any, _Entry] = collections.OrderedDict()
         # Hits are counted without a lock: next() on an itertools.count is atomic. It
         # also advances when cache_info reads it, so reads are counted and subtracted.
         self._hit_count = itertools.count()
@@ -342,9 +343,14 @@ class Jitted:
         status = _flatten_fast(args, leaves, key)
         if status < 0:
             return self._call_general(args, kwargs)
-        entry = self._cache.get(tuple(key))
+        signature = tuple(key)
+        entry = self._cache.get(signature)
         if entry is None or status:
-            return self._call_slow(tuple(key), args, kwargs, leaves, None)
+            return self._call_slow(signature, args, kwargs, leaves, None)
+        try:  # noqa: SIM105 (inline _touch: this is the hit path)
+            self._cache.move_to_end(signature)
+        except KeyError:
+            pass
         next(self._hit_count)
         fn = entry.fn or self._compile(entry)
         out = fn(*leaves)
@@ -433,8 +439,17 @@ class Jitted:
                 if entry is None:
                     return self._trace(key, args, kwargs, leaves, statics)
         if count_hit:
+            self._touch(key)
             next(self._hit_count)
         return entry, []
+
+    def _touch(self, signature: tuple) -> None:
+        """Mark a signature as just used (the least recently used one is dropped first).
+        Atomic under the GIL; another thread may have dropped it meanwhile."""
+        try:  # noqa: SIM105 (contextlib.suppress costs a context manager on every hit)
+            self._cache.move_to_end(signature)
+        except KeyError:
+            pass
 
     def _trace(self, key, args, kwargs, leaves, statics) -> tuple[_Entry, list]:
         if statics is None:
@@ -475,9 +490,7 @@ class Jitted:
             self._misses += 1
         if not extra:
             if len(self._cache) >= CACHE_MAXSIZE:
-                # The oldest signature goes (a hit does not reorder: that would cost
-                # every call a lock). Dicts keep insertion order.
-                del self._cache[next(iter(self._cache))]
+                self._cache.popitem(last=False)  # the least recently used
             self._cache[key] = entry
         return entry, extra
 
@@ -489,7 +502,8 @@ class Jitted:
 
     def cache_info(self) -> CacheInfo:
         """Cache statistics: ``hits``, ``misses`` (traces), ``maxsize`` (signatures kept
-        at most; beyond it the oldest is dropped) and ``currsize`` (signatures cached)."""
+        at most; beyond it the least recently used is dropped) and ``currsize``
+        (signatures cached)."""
         with self._count_lock:
             hits = next(self._hit_count) - self._hit_reads
             self._hit_reads += 1
