@@ -248,7 +248,7 @@ def _promote(name: str, *args: Any, inexact: Callable[[np.dtype], np.dtype] | No
     args = [_as_operand(name, x, (i, f"x{i + 1}" if n > 1 else "x")) for i, x in enumerate(args)]
     dtype, weak = result_dtype(*args)
     if inexact is not None and dtype.kind not in "fc":
-        dtype, weak = inexact(dtype), False
+        dtype = inexact(dtype)  # n / 2 of Python ints is a Python float: still weak
     return [_convert(x, dtype, weak) for x in args]
 
 

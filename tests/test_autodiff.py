@@ -302,10 +302,25 @@ def test_a_differentiated_python_number_is_weakly_typed():
     assert out.dtype == f_jvp(1.0).dtype == np.float32
     assert ft.jacfwd(scaled)(2.0).dtype == np.float32
     assert ft.grad(lambda s: fnp.sum(x32 * s * s))(2.0) == np.float64(4.0 * x32.sum())
-    # It stays weak through operations among weak values (s * 2.0, sin(s)), as in jit.
-    for f in (lambda s: fnp.sum(x32 * (s * 2.0)), lambda s: fnp.sum(x32 * fnp.sin(s))):
-        assert ft.value_and_grad(f)(3.0)[0].dtype == ft.jit(f)(3.0).dtype == np.float32
-        assert ft.jvp(f, (3.0,), (1.0,))[1].dtype == np.float32
+    # It is typed by each primitive's own rule, as staging types it: weak through
+    # s * 2.0, sin(s), sign(s), s // 0.7 or stop_gradient(s); strong once stacked or
+    # given a dtype (then float64, as under jit and in NumPy).
+    inner = {
+        "mul": lambda s: s * 2.0,
+        "sin": fnp.sin,
+        "sign": fnp.sign,
+        "floor_divide": lambda s: s // 0.7,
+        "stop_gradient": ft.stop_gradient,
+        "where": lambda s: fnp.where(s > 0, s, 0.0),
+        "asarray": lambda s: fnp.asarray(s, dtype=float),
+        "stack": lambda s: fnp.stack([s, s, s]),
+    }
+    for name, g in inner.items():
+        f = lambda s, g=g: fnp.sum(x32 * g(s))
+        want = ft.jit(f)(3.0).dtype
+        assert want == (np.float64 if name in ("asarray", "stack") else np.float32), name
+        assert ft.value_and_grad(f)(3.0)[0].dtype == want, name
+        assert np.asarray(ft.jvp(f, (3.0,), (1.0,))[1]).dtype == want, name
 
 
 def test_scalar_results_are_numpy_scalars():
@@ -1067,3 +1082,9 @@ def test_integer_inputs_and_outputs_carry_no_derivative():
     cts = ft.vjp(lambda x, y: (x * 2, y * x), ints, 2.0)[1]((np.ones(3), np.ones(3)))
     np.testing.assert_array_equal(cts[0], [0, 0, 0])
     assert cts[1] == 3.0
+
+
+def test_linearize_with_a_python_bool_predicate():
+    x32 = X.astype(np.float32)
+    _, f_jvp = ft.linearize(lambda x: fnp.where(True, x, 0.0), x32)
+    np.testing.assert_array_equal(f_jvp(x32), x32)

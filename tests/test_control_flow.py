@@ -637,6 +637,13 @@ def test_fori_loop_index_is_weakly_typed_with_python_bounds():
     np.testing.assert_array_equal(f(x), [2.5, 2.5])
     g = ft.grad(lambda c: fnp.sum(f(c)))(x)
     assert g.dtype == np.float32 and (g == 1).all()
+    # Also a jitted function's int argument as the bound, a division, a closed-over
+    # Python float: all weak, as in a Python loop over range().
+    n_loop = lambda n: lax.fori_loop(0, n, lambda i, c: c + i, np.float32(1))
+    assert ft.jit(n_loop)(3) == 4.0 and ft.jit(n_loop)(3).dtype == np.float32
+    assert lax.fori_loop(0, 3, lambda i, c: c + i / 2, x).dtype == np.float32
+    scaled = ft.jit(lambda s: lax.fori_loop(0, 3, lambda i, c: c + i * s, x))(2.0)
+    assert scaled.dtype == np.float32 and (scaled == x + 6.0).all()
     # NumPy integer bounds give a NumPy integer index: NumPy's promotion applies.
     out = lax.fori_loop(np.int32(0), np.int32(3), lambda i, c: c + i, np.ones(2, np.float64))
     assert out.dtype == np.float64

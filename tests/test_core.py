@@ -124,6 +124,8 @@ def test_shape_errors_name_operation_and_shapes_eagerly_and_traced():
         (lambda: lax.add(np.ones(2, np.float32), np.ones(2)), r"add: .*float32 and float64"),
         (lambda: lax.div(np.ones(2, int), np.ones(2, int)), r"div: .*int64 are not supported"),
         (lambda: lax.select(np.ones(2, int), np.ones(2), 0.0), r"select: .*must be boolean"),
+        # A Python number of a higher kind would make NumPy compute in another dtype.
+        (lambda: lax.add(np.arange(3, dtype=np.int32), 2.5), r"add: .*int32 and float64"),
     ],
 )
 def test_primitives_check_shapes_and_dtypes_eagerly_as_they_do_when_traced(call, message):

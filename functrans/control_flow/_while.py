@@ -133,12 +133,12 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
             )
         return new
 
+    # With Python-int bounds (also traced ones: a jitted function's int argument) the
+    # body sees the index as range() gives it, weakly typed: a float32 carry plus the
+    # index stays float32.
+    weak = lo_aval.weak_type and hi_aval.weak_type
     if not isinstance(lower, Tracer) and not isinstance(upper, Tracer):
         lo, hi = int(lower), int(upper)
-
-        # With Python-int bounds the body sees the index as range() gives it: a Python
-        # int, weakly typed, so a float32 carry plus the index stays float32.
-        weak = lo_aval.weak_type and hi_aval.weak_type
 
         def step(carry: Any, _: Any) -> Any:
             i, val = carry
@@ -155,7 +155,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
 
     def body(carry: Any) -> Any:
         i, hi, val = carry
-        return add(i, one), hi, apply_body(i, val)
+        index = convert_element_type(i, dtype, weak_type=True) if weak else i
+        return add(i, one), hi, apply_body(index, val)
 
     lower, upper = cast(lower, dtype), cast(upper, dtype)
     names = LoopNames("fori_loop", "body_fun", body_fun, ["the loop index", "upper", *paths])

@@ -39,12 +39,19 @@ def elementwise_shape(name: str, avals: Sequence[ShapedArray]) -> tuple[int, ...
     return shape
 
 
+_KIND_ORDER = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
 def elementwise_dtype(name: str, avals: Sequence[ShapedArray]) -> tuple[np.dtype, bool]:
     """The common dtype of elementwise operands; weakly typed operands follow the rest."""
     strong = [a.dtype for a in avals if not a.weak_type]
     if strong:
         dtype = strong[0]
-        if any(d != dtype for d in strong):
+        # A weakly typed operand takes the dtype of the others, so it may not be of a
+        # higher kind (a Python 2.5 with an int32 array: NumPy would compute float64).
+        if any(d != dtype for d in strong) or any(
+            a.weak_type and _KIND_ORDER[a.dtype.kind] > _KIND_ORDER[dtype.kind] for a in avals
+        ):
             raise TypeError(
                 f"{name}: operands must have one dtype, got "
                 f"{' and '.join(a.dtype.name for a in avals)}"

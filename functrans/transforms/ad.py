@@ -96,28 +96,45 @@ class JVPTrace(Trace):
                 primals.append(x)
                 tangents.append(Zero(get_aval(x)))
         if not any_tangent or not prim.differentiable:
-            return self.parent.process_primitive(prim, primals, params)
+            out = self.parent.process_primitive(prim, primals, params)
+            return _keep_weak(prim, args, params, out) if any_weak else out
         out, tangent = call_with_trace(self.parent, prim.jvp, primals, tangents, **params)
-        weak = any_weak and _all_weak(args)
         if prim.multiple_results:
-            return [self._wrap(p, t, weak) for p, t in zip(out, tangent, strict=True)]
-        return self._wrap(out, tangent, weak)
+            weak = _weak_outputs(prim, args, params) if any_weak else [False] * len(out)
+            return [self._wrap(*ptw) for ptw in zip(out, tangent, weak, strict=True)]
+        return self._wrap(out, tangent, any_weak and _weak_outputs(prim, args, params)[0])
 
     def _wrap(self, primal: Any, tangent: Any, weak: bool = False) -> Any:
         if type(tangent) is Zero:
-            return primal
+            return _python_number(primal) if weak else primal
         return JVPTracer(self, primal, tangent, weak)
 
     def concretize(self, tracer: Tracer, conversion: str) -> Any:
         return tracer.primal
 
 
-def _all_weak(args: Sequence[Any]) -> bool:
-    """Whether every operand is weakly typed (a Python number, or a traced value that
-    came from one): then so is the result, as NEP 50 has it (``s * 2.0``)."""
-    return all(
-        x.weak if isinstance(x, PrimalTracer) else type(x) in (int, float, complex) for x in args
-    )
+def _python_number(value: Any) -> Any:
+    """A weakly typed concrete scalar as the Python number that behaves so in NumPy."""
+    if isinstance(value, (np.ndarray, np.generic)) and value.ndim == 0:
+        return value.item()
+    return value
+
+
+def _keep_weak(prim: Primitive, args: Sequence[Any], params: dict, out: Any) -> Any:
+    """``out`` of a primitive computed without derivative (no tangent, or none
+    defined), with its weakly typed scalars as Python numbers."""
+    weak = _weak_outputs(prim, args, params)
+    if prim.multiple_results:
+        return [_python_number(o) if w else o for o, w in zip(out, weak, strict=True)]
+    return _python_number(out) if weak[0] else out
+
+
+def _weak_outputs(prim: Primitive, args: Sequence[Any], params: dict) -> list[bool]:
+    """Which outputs are weakly typed, by the primitive's own type rule, as staging
+    types them (``s * 2.0`` of a Python number ``s`` is weak, ``x32 * s`` is not).
+    Asked only when a weakly typed value is among the operands."""
+    out = prim.abstract_eval(*[get_aval(x) for x in args], **params)
+    return [a.weak_type for a in out] if prim.multiple_results else [out.weak_type]
 
 
 def _scalar(x: Any) -> Any:
@@ -285,7 +302,8 @@ class ReverseTrace(Trace):
             else:
                 primals.append(x)
         if not slots or not prim.differentiable:
-            return self.parent.process_primitive(prim, primals, params)
+            out = self.parent.process_primitive(prim, primals, params)
+            return _keep_weak(prim, args, params, out) if any_weak else out
         if prim.reverse is not None:
             outs, backward = prim.reverse(self.parent, primals, tuple(positions), params)
         else:
@@ -293,22 +311,28 @@ class ReverseTrace(Trace):
             backward = functools.partial(
                 _apply_vjp_rules, prim.vjp, tuple(positions), primals, outs, params
             )
-        weak = any_weak and _all_weak(args)
+        weak = _weak_outputs(prim, args, params) if any_weak else None
         return self.record(outs, prim.multiple_results, tuple(slots), backward, weak)
 
     def record(
-        self, outs: Any, multiple: bool, parents: tuple[int, ...], backward, weak: bool = False
+        self,
+        outs: Any,
+        multiple: bool,
+        parents: tuple[int, ...],
+        backward,
+        weak: Sequence[bool] | None = None,
     ) -> Any:
         first = self.num_slots
         n = len(outs) if multiple else 1
         self.num_slots += n
         self.tape.append((first, n, multiple, parents, backward))
+        weak = weak or [False] * n
         if multiple:
             return [
-                ReverseTracer(self, o, first + k, weak) if _is_float(o) else o
+                ReverseTracer(self, o, first + k, weak[k]) if _is_float(o) else o
                 for k, o in enumerate(outs)
             ]
-        return ReverseTracer(self, outs, first, weak)
+        return ReverseTracer(self, outs, first, weak[0])
 
     def concretize(self, tracer: Tracer, conversion: str) -> Any:
         return tracer.primal

@@ -53,6 +53,7 @@ def _typed_literal(atom: Var | Literal, aval: ShapedArray) -> Var | Literal:
     if (
         type(atom) is Literal
         and atom.aval.weak_type
+        and atom.aval.dtype.kind != "b"  # a Python bool is a predicate, not a number
         and _KIND_RANK[atom.aval.dtype.kind] <= _KIND_RANK[dtype.kind]
     ):
         return Literal(dtype.type(atom.val), ShapedArray((), dtype, aval.weak_type))
@@ -102,7 +103,8 @@ class DynamicJaxprTrace(Trace):
             return Literal(x)
         var = self._const_ids.get(id(x))
         if var is None:
-            var = self._const_ids[id(x)] = Var(get_aval(x).strip_weak_type())
+            # A closed-over tracer keeps its weak type (a Python number traced outside).
+            var = self._const_ids[id(x)] = Var(get_aval(x))
             self.constvars.append(var)
             self.consts.append(x)
         return var
