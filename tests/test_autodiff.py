@@ -11,6 +11,7 @@ import pytest
 
 import functrans as ft
 import functrans.numpy as fnp
+from functrans import lax
 from functrans.core import Primitive
 from functrans.errors import UnexpectedTracerError
 from functrans.primitives import all_primitives
@@ -1088,3 +1089,20 @@ def test_linearize_with_a_python_bool_predicate():
     x32 = X.astype(np.float32)
     _, f_jvp = ft.linearize(lambda x: fnp.where(True, x, 0.0), x32)
     np.testing.assert_array_equal(f_jvp(x32), x32)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        ft.jit(fnp.sin),
+        lambda x: lax.cond(True, fnp.sin, fnp.cos, x),
+        lambda x: lax.fori_loop(0, 3, lambda i, c: c * x, x),
+    ],
+)
+def test_linearize_of_a_call_gives_concrete_primal_outputs(f):
+    # jit, cond and loops stage primal and tangent outputs in one equation.
+    y, f_jvp = ft.linearize(f, X)
+    assert type(y) is np.ndarray
+    want_y, want_t = ft.jvp(f, (X,), (np.ones(3),))
+    np.testing.assert_allclose(y, want_y)
+    np.testing.assert_allclose(f_jvp(np.ones(3)), want_t)

@@ -797,3 +797,28 @@ def test_a_ten_thousand_equation_program_jits_without_deep_recursion(rng):
         want = np.sin(want) if i % 2 else want * 1.0001
     np.testing.assert_allclose(got, want, rtol=1e-10)
     assert jf.source(x).count("\n") > 10_000
+
+
+VIEWS_AND_IDENTITIES = {
+    "copy": fnp.copy,
+    "times one": lambda x: x * 1.0,
+    "plus zero": lambda x: x + 0.0,
+    "transpose": lambda x: x.T,
+    "slice": lambda x: x[1:],
+    "twice": lambda x: (x, x),
+}
+
+
+@pytest.mark.parametrize("name", list(VIEWS_AND_IDENTITIES))
+def test_outputs_never_share_memory_with_inputs(name):
+    # The optimizer reduces these to the input (or a view of it); a jitted function
+    # still returns new arrays, as a copy does eagerly. vmap copies an input it
+    # returns unchanged.
+    f = VIEWS_AND_IDENTITIES[name]
+    x = np.arange(6.0).reshape(2, 3)
+    runs = [ft.jit(f)] + ([ft.vmap(f)] if name in ("copy", "twice") else [])
+    for run in runs:
+        out = run(x)
+        for o in out if isinstance(out, tuple) else (out,):
+            assert not np.shares_memory(o, x)
+    assert type(ft.jit(lambda x: x[0, 0])(x)) is np.float64  # a scalar, not a 0-d view

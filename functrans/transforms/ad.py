@@ -226,7 +226,8 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
     >>> float(f_jvp(3.0))
     3.0
     """
-    from functrans.ir import ClosedJaxpr, eval_jaxpr
+    from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr
+    from functrans.transforms.optimize import dce
 
     p_leaves, p_tree = tree_flatten(tuple(primals))
     weak = _weak(p_leaves)
@@ -240,7 +241,16 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
             flat, p_leaves, _zero_for_integers(p_leaves, tangent_in), name, weak
         )
         out_t = [_zeros(t.aval) if type(t) is Zero else t for t in out_t]
-        jaxpr, consts = staging.to_jaxpr(out_t)
+        # A call primitive (jit, cond, scan...) computes primal and tangent outputs in
+        # one staged equation, so its primal outputs are staged too.
+        staged = [i for i, p in enumerate(out_p) if isinstance(p, Tracer)]
+        jaxpr, consts = staging.to_jaxpr(out_t + [out_p[i] for i in staged])
+    if staged:  # evaluate them once (they do not depend on the tangents)
+        zeros = [_zeros(v.aval) for v in jaxpr.invars]
+        values = eval_jaxpr(jaxpr, consts, *zeros)[len(out_t) :]
+        for i, v in zip(staged, values, strict=True):
+            out_p[i] = v
+        jaxpr = dce(Jaxpr(jaxpr.constvars, jaxpr.invars, jaxpr.outvars[: len(out_t)], jaxpr.eqns))
     linear = ClosedJaxpr(jaxpr, consts)
     out_tree = out_tree_box[0]
 
@@ -254,7 +264,7 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
         return tree_unflatten(out_tree, [_scalar(o) for o in outs])
 
     f_jvp.jaxpr = linear  # type: ignore[attr-defined]
-    return tree_unflatten(out_tree, out_p), f_jvp
+    return tree_unflatten(out_tree, [_scalar(p) for p in out_p]), f_jvp
 
 
 # ---------------------------------------------------------------------------

@@ -157,6 +157,8 @@ def vmap(
                 _finish_output(name, trace, o, ax, size)
                 for o, ax in zip(out_leaves, out_leaf_axes, strict=True)
             ]
+        given = {id(x) for x in leaves}  # an input passed straight through is copied
+        results = [r.copy() if id(r) in given and type(r) is np.ndarray else r for r in results]
         return tree_unflatten(out_tree, results)
 
     return batched_fun

@@ -319,6 +319,7 @@ class _Emitter:
         for v, value in zip(jaxpr.constvars, consts, strict=True):
             self.namespace[self.bind(v)] = value
         self.params = [self.bind(v) for v in jaxpr.invars]
+        self.inputs = set(jaxpr.invars)
 
     def bind(self, v: Var) -> str:
         name = self.names[v] = next(self.fresh)
@@ -644,12 +645,16 @@ class _Emitter:
                 return f"{dtype_name}({value})" if dtype_name else self.literal(lit, False)
             dtype = _DTYPE_NAMES.get(a.aval.dtype.name) or self.constant(a.aval.dtype)
             return f"np.full({_ints(a.aval.shape)}, {value}, dtype={dtype})"
-        if id(a) in self.const_ids:
-            return f"{self.names[a]}.copy()"
         if a in self.python_scalar:
             return f"{self.python_scalar[a]}({self.names[a]})"
         if a.aval.weak_type and a.aval.ndim == 0 and dtype_name:
             return f"{dtype_name}({self.full(a)})"
+        if a.aval.ndim == 0:  # a NumPy scalar, as NumPy gives (never a view)
+            return f"np.asarray({self.full(a)})[()]"
+        root = self.owner(a)
+        if root in self.inputs or id(root) in self.const_ids:
+            # The caller's array or a constant (or a view of one): the result is new.
+            return f"{self.full(a)}.copy()"
         return self.full(a)
 
     def source(self, fn_name: str) -> str:
