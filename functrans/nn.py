@@ -123,13 +123,11 @@ def log_sigmoid(x: Any) -> Any:
 
 def _axes(name: str, x: Any, axis: int | Sequence[int] | None) -> tuple[int, ...]:
     """``axis`` of ``x`` as sorted non-negative ints (``None``: all axes), or an error
-    naming ``name``. A scalar allows axis 0 or -1 (nothing to reduce), as NumPy's
-    reductions do."""
+    naming ``name``. A scalar allows the integer axis 0 or -1 (nothing to reduce), as
+    NumPy's reductions do."""
     ndim = len(_aval(x).shape)
-    if ndim == 0 and axis is not None:
-        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-        if all(isinstance(a, (int, np.integer)) and a in (0, -1) for a in axes):
-            return ()
+    if ndim == 0 and isinstance(axis, (int, np.integer)) and axis in (0, -1):
+        return ()
     return fnp.normalize_axes(name, axis, ndim)
 
 

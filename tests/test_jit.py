@@ -247,6 +247,11 @@ def test_static_arguments_the_function_cannot_take_are_errors():
         ft.jit(lambda x: x, static_argnums=3)
     with pytest.raises(ValueError, match=r"static_argnames \['zz'\].*\['x'\]"):
         ft.jit(lambda x: x, static_argnames="zz")
+    with pytest.raises(TypeError, match="static_argnums must be an int or a tuple"):
+        ft.jit(lambda x: x, static_argnums=1.0)
+    with pytest.raises(TypeError, match="static_argnames must be a str or a tuple"):
+        ft.jit(lambda x: x, static_argnames=1)
+    assert ft.jit(lambda x: x * 2, static_argnums=None)(1.0) == 2.0  # None: none, as in JAX
     ft.jit(lambda *args: args, static_argnums=3)  # may be passed: no error
     ft.jit(lambda **kwargs: kwargs, static_argnames="zz")
     assert ft.jit(lambda x, n: x * n, static_argnums=-1)(np.ones(2), 3).tolist() == [3.0, 3.0]

@@ -328,6 +328,9 @@ def test_softmax_family_axes_and_empty_axes():
     np.testing.assert_array_equal(nn.logsumexp(np.zeros((2, 0)), axis=1), [-np.inf, -np.inf])
     assert nn.softmax(np.zeros((2, 0))).shape == nn.log_softmax(np.zeros((2, 0))).shape == (2, 0)
     assert type(nn.logsumexp(np.ones(3))) is np.float64
+    assert nn.logsumexp(1.5, axis=-1) == 1.5  # a scalar takes axis 0 or -1, as in NumPy
+    with pytest.raises(ValueError, match="logsumexp: axis 0 is out of bounds"):
+        nn.logsumexp(1.5, axis=(0,))  # but no tuple of axes
     x = np.arange(6.0).reshape(2, 3)
     np.testing.assert_allclose(nn.logsumexp(x, axis=(0, 1)), np.log(np.exp(x).sum()))
     np.testing.assert_allclose(nn.logsumexp(x, axis=-1, keepdims=True)[:, 0], nn.logsumexp(x, 1))

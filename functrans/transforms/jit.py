@@ -532,6 +532,16 @@ class Jitted:
     # --- static arguments and descriptions ----------------------------------------------
 
     def _normalize_static(self, nums, names) -> tuple[tuple[int, ...], frozenset[str]]:
+        nums = () if nums is None else nums
+        names = () if names is None else names
+        if not isinstance(nums, (int, np.integer, tuple, list)):
+            raise TypeError(
+                f"jit({self._name}): static_argnums must be an int or a tuple of ints, got {nums!r}"
+            )
+        if not isinstance(names, (str, tuple, list)):
+            raise TypeError(
+                f"jit({self._name}): static_argnames must be a str or a tuple of str, got {names!r}"
+            )
         nums = (nums,) if isinstance(nums, (int, np.integer)) else tuple(nums)
         names = (names,) if isinstance(names, str) else tuple(names)
         for n in nums:
