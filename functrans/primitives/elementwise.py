@@ -60,22 +60,39 @@ def _checked(prim: Primitive, impl: Any, kinds: str | None) -> Any:
     eagerly too, as tracing does: what NumPy would broadcast or promote beyond it
     (operands of two shapes or dtypes, a dtype kind it does not take) is an error. The
     common case (one dtype, one shape or a rank-0 operand) is checked inline."""
+    allowed = kinds or "biufc"
 
     def checked(x: Any, y: Any) -> Any:
-        try:
-            dtype = x.dtype
-            ok = dtype == y.dtype and (x.shape == y.shape or not x.shape or not y.shape)
-        except AttributeError:  # a Python number: the rule decides
-            ok = False
-        if not ok or (kinds is not None and dtype.kind not in kinds):
+        if not _same_type(x, y, allowed):
             prim.abstract_eval(get_aval(x), get_aval(y))  # raises the rule's own error
         return impl(x, y)
 
     return checked
 
 
+def _same_type(x: Any, y: Any, kinds: str) -> bool:
+    """One dtype of an allowed kind, and one shape or a rank-0 operand (NumPy values;
+    a Python number is left to the rule)."""
+    try:
+        dtype = x.dtype
+        if (dtype is y.dtype or dtype == y.dtype) and dtype.kind in kinds:
+            xs = x.shape
+            if not xs:
+                return True
+            ys = y.shape
+            return not ys or xs == ys
+    except AttributeError:
+        pass
+    return False
+
+
 def _checked_select(pred: Any, x: Any, y: Any) -> Any:
-    select_p.abstract_eval(get_aval(pred), get_aval(x), get_aval(y))
+    if not (
+        getattr(pred, "dtype", None) == np.bool_
+        and _same_type(x, y, "biufc")
+        and (not pred.shape or pred.shape == (x.shape or y.shape))
+    ):
+        select_p.abstract_eval(get_aval(pred), get_aval(x), get_aval(y))
     return np.where(pred, x, y)
 
 
