@@ -14,7 +14,9 @@ See ``docs/design.md``.
 
 from __future__ import annotations
 
+import sys
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -37,7 +39,9 @@ __all__ = [
     "Zero",
     "current_trace",
     "get_aval",
+    "missing_rule",
     "new_trace",
+    "registered_primitives",
     "set_current_trace",
     "short_dtype_name",
 ]
@@ -187,7 +191,19 @@ class Primitive:
     ``vjp``                                 tuple, one rule per operand:
                                             ``rule(cotangent, ans, *primals, **params)``
                                             or ``None`` for an operand with no derivative
+    ``reverse(parent, primals, positions, params)``
+                                            a whole reverse-mode rule (calls, control
+                                            flow, custom rules) that picks its residuals
     ``batch(args, dims, **params)``         -> (out, out_dim); dims entries are int or None
+    ``lowering``                            how ``jit`` writes it in NumPy (without one,
+                                            the generated code calls ``impl``)
+    ``simplify(eqn, producers)``            the optimizer's algebraic rewrites
+    ``call_param``                          for call primitives: the param holding the
+                                            ``ClosedJaxpr`` that ``jit`` inlines
+
+    A transform added later keeps its own rules in ``prim.rules`` (``def_rule``)
+    rather than in a new slot. Constructing a primitive registers it under its name
+    (``registered_primitives()``).
     """
 
     __slots__ = (
@@ -200,6 +216,12 @@ class Primitive:
         "batch",
         "reverse",
         "differentiable",
+        "lowering",
+        "simplify",
+        "call_param",
+        "rules",
+        "module",
+        "__weakref__",
     )
 
     def __init__(self, name: str, multiple_results: bool = False):
@@ -210,11 +232,17 @@ class Primitive:
         self.jvp: Callable | None = None
         self.vjp: tuple[Callable | None, ...] | None = None
         self.batch: Callable | None = None
-        # ``reverse(trace, tracers, params)``: a whole reverse-mode rule for primitives
-        # (calls, control flow, custom_vjp) that need to choose their own residuals.
         self.reverse: Callable | None = None
         # False for primitives whose outputs never carry a derivative (comparisons...).
         self.differentiable = True
+        self.lowering: Any = None
+        self.simplify: Callable | None = None
+        self.call_param: str | None = None
+        self.rules: dict[str, Any] = {}
+        # The module that made it (a rule helper's caller's, for the families' helpers):
+        # where its rules belong, as error messages say.
+        self.module: str = sys._getframe(1).f_globals.get("__name__", "?")
+        _registry.append(weakref.ref(self))
 
     def __repr__(self) -> str:
         return self.name
@@ -237,9 +265,50 @@ class Primitive:
     def def_vjp(self, *rules: Callable | None) -> None:
         self.vjp = rules
 
+    def def_reverse(self, rule: Callable) -> Callable:
+        self.reverse = rule
+        return rule
+
     def def_batch(self, rule: Callable) -> Callable:
         self.batch = rule
         return rule
+
+    def def_lowering(self, lowering: Any) -> Any:
+        self.lowering = lowering
+        return lowering
+
+    def def_simplify(self, rule: Callable) -> Callable:
+        self.simplify = rule
+        return rule
+
+    def def_rule(self, kind: str, rule: Any) -> Any:
+        """Attach the rule of a transform that has no slot of its own."""
+        self.rules[kind] = rule
+        return rule
+
+
+# Every primitive ever constructed (weakly: one made inside a function may go away).
+_registry: list[weakref.ref[Primitive]] = []
+
+
+def registered_primitives() -> list[Primitive]:
+    """Every live primitive, in the order they were constructed.
+
+    >>> any(p.name == "add" for p in registered_primitives())
+    True
+    """
+    live = [p for p in (r() for r in _registry) if p is not None]
+    if len(live) < len(_registry):
+        _registry[:] = [weakref.ref(p) for p in live]
+    return live
+
+
+def missing_rule(prim: Primitive, transform: str, rule: str, how: str) -> NotImplementedError:
+    """The error a transform raises when it meets a primitive without the rule it needs."""
+    return NotImplementedError(
+        f"{transform}: the primitive {prim.name!r} has no {rule} rule. Add it where the "
+        f"primitive is defined ({prim.module}), with {how} (see docs/extending.md)."
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -280,6 +349,8 @@ class EvalTrace(Trace):
         for x in args:
             if isinstance(x, Tracer):
                 raise UnexpectedTracerError.escaped(x, prim.name)
+        if prim.impl is None:
+            raise missing_rule(prim, "evaluation", "implementation", "prim.def_impl(impl)")
         try:
             return prim.impl(*args, **params)
         except Exception as numpy_error:

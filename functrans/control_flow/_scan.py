@@ -49,7 +49,7 @@ from functrans.transforms.derived import (
     trace_derived,
     vjp_split,
 )
-from functrans.transforms.optimize import dce
+from functrans.transforms.jaxpr_passes import dce
 from functrans.tree_util import leaf_paths, tree_flatten, tree_unflatten
 
 __all__ = ["scan", "scan_p"]

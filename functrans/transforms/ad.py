@@ -27,6 +27,7 @@ from functrans.core import (
     Zero,
     call_with_trace,
     get_aval,
+    missing_rule,
     new_trace,
 )
 from functrans.primitives import add_p
@@ -98,6 +99,8 @@ class JVPTrace(Trace):
         if not any_tangent or not prim.differentiable:
             out = self.parent.process_primitive(prim, primals, params)
             return _keep_weak(prim, args, params, out) if any_weak else out
+        if prim.jvp is None:
+            raise missing_rule(prim, "jvp", "forward-mode (JVP)", "prim.def_jvp(rule)")
         out, tangent = call_with_trace(self.parent, prim.jvp, primals, tangents, **params)
         if prim.multiple_results:
             weak = _weak_outputs(prim, args, params) if any_weak else [False] * len(out)
@@ -227,7 +230,7 @@ def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
     3.0
     """
     from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr
-    from functrans.transforms.optimize import dce
+    from functrans.transforms.jaxpr_passes import dce
 
     p_leaves, p_tree = tree_flatten(tuple(primals))
     weak = _weak(p_leaves)
@@ -316,6 +319,8 @@ class ReverseTrace(Trace):
             return _keep_weak(prim, args, params, out) if any_weak else out
         if prim.reverse is not None:
             outs, backward = prim.reverse(self.parent, primals, tuple(positions), params)
+        elif prim.vjp is None:
+            raise missing_rule(prim, "grad", "reverse-mode (VJP)", "prim.def_vjp(*rules)")
         else:
             outs = self.parent.process_primitive(prim, primals, params)
             backward = functools.partial(

@@ -21,6 +21,7 @@ from functrans.core import (
     Tracer,
     call_with_trace,
     get_aval,
+    missing_rule,
     new_trace,
 )
 from functrans.errors import ConcretizationTypeError
@@ -69,7 +70,7 @@ class BatchTrace(Trace):
         if not batched:
             return self.parent.process_primitive(prim, vals, params)
         if prim.batch is None:
-            raise NotImplementedError(f"vmap: primitive {prim.name} has no batching rule")
+            raise missing_rule(prim, "vmap", "batching", "prim.def_batch(rule)")
         out, out_dim = call_with_trace(self.parent, prim.batch, vals, dims, **params)
         if prim.multiple_results:
             return [self._wrap(o, d) for o, d in zip(out, out_dim, strict=True)]

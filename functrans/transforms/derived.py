@@ -31,7 +31,7 @@ from functrans.primitives import add_p
 from functrans.primitives._rules import broadcast_batched
 from functrans.transforms.ad import JVPTrace, JVPTracer, ReverseTrace, ReverseTracer
 from functrans.transforms.batching import BatchTrace, BatchTracer
-from functrans.transforms.optimize import partition_known
+from functrans.transforms.jaxpr_passes import partition_known
 from functrans.transforms.staging import DynamicJaxprTrace, JaxprTracer, trace_to_jaxpr
 
 __all__ = [

@@ -21,6 +21,7 @@ from functrans.core import (
     Trace,
     Tracer,
     get_aval,
+    missing_rule,
     new_trace,
 )
 from functrans.errors import ConcretizationTypeError
@@ -120,6 +121,10 @@ class DynamicJaxprTrace(Trace):
     def record(self, prim: Primitive, args: Sequence[Any], params: dict) -> Any:
         """Append the equation ``prim(*args)`` and return tracers for its outputs."""
         invars = [self._atom(x) for x in args]
+        if prim.abstract_eval is None:
+            raise missing_rule(
+                prim, "staging (jit, make_jaxpr)", "shape", "prim.def_abstract_eval(rule)"
+            )
         out_avals = prim.abstract_eval(*[v.aval for v in invars], **params)
         if prim.multiple_results:
             outs = [JaxprTracer(self, a) for a in out_avals]
@@ -201,7 +206,7 @@ def make_jaxpr(fun: Callable[..., Any], static_argnums: int | Sequence[int] = ()
             return out_leaves
 
         jaxpr, consts = trace_to_jaxpr(flat_fun, avals, name)
-        from functrans.transforms.optimize import simplify_for_display
+        from functrans.transforms.jaxpr_passes import simplify_for_display
 
         return simplify_for_display(ClosedJaxpr(jaxpr, consts))
 
