@@ -9,6 +9,7 @@ from functrans import (  # noqa: F401
     core,
     datasets,
     errors,
+    ir,
     lax,
     nn,
     numpy,  # noqa: F401  (also attaches NumPy operators to tracers)
@@ -25,5 +26,11 @@ from functrans.transforms.custom import custom_jvp, custom_vjp, stop_gradient  #
 from functrans.transforms.jacobians import hessian, jacfwd, jacrev  # noqa: F401
 from functrans.transforms.jit import jit  # noqa: F401
 from functrans.transforms.staging import make_jaxpr  # noqa: F401
+
+# The IR's records are part of ``functrans.core``'s public API; ``functrans.ir`` defines
+# them on top of the core, so they are attached here, from above.
+for _name in ("ClosedJaxpr", "Jaxpr", "JaxprEqn", "Literal", "Var", "eval_jaxpr"):
+    setattr(core, _name, getattr(ir, _name))
+del _name
 
 __version__ = "0.1.0"

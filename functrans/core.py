@@ -10,6 +10,10 @@ value that is not one of the current trace's tracers is a constant to it.
 This is the "stackless" design: no global level counter, no searching of a
 stack for the highest-level tracer; nesting order is simply the parent chain.
 See ``docs/design.md``.
+
+The IR's records (``Jaxpr``, ``Var``...) are reachable here too, as the IR's part of
+the public API; ``functrans.ir`` defines them on top of this module, and the package's
+``__init__`` attaches them.
 """
 
 from __future__ import annotations
@@ -509,20 +513,3 @@ class Tracer:
 
 def is_tracer(x: Any) -> bool:
     return isinstance(x, Tracer)
-
-
-# The IR's records live in functrans.ir (which builds on this module); they are
-# reachable here too, as the IR's part of the public API.
-_IR_NAMES = ("ClosedJaxpr", "Jaxpr", "JaxprEqn", "Literal", "Var", "eval_jaxpr")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _IR_NAMES:
-        from functrans import ir
-
-        return getattr(ir, name)
-    raise AttributeError(f"module 'functrans.core' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_IR_NAMES))
