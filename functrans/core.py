@@ -243,9 +243,8 @@ class Primitive:
         self.simplify: Callable | None = None
         self.call_param: str | None = None
         self.rules: dict[str, Any] = {}
-        # The module that made it (a rule helper's caller's, for the families' helpers):
-        # where its rules belong, as error messages say.
-        self.module: str = sys._getframe(1).f_globals.get("__name__", "?")
+        # Where its rules belong, as error messages say.
+        self.module: str = _defining_module(sys._getframe(1))
         _registry.append(weakref.ref(self))
 
     def __repr__(self) -> str:
@@ -289,6 +288,21 @@ class Primitive:
         """Attach the rule of a transform that has no slot of its own."""
         self.rules[kind] = rule
         return rule
+
+
+def _defining_module(caller: Any) -> str:
+    """The module whose top-level code made a primitive: the caller's, or, when the
+    caller is one of functrans's constructor helpers, the module that called it."""
+    frame = caller
+    while (
+        frame is not None
+        and frame.f_code.co_name != "<module>"
+        and frame.f_globals.get("__name__", "").startswith("functrans.")
+    ):
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_name != "<module>":
+        frame = caller
+    return frame.f_globals.get("__name__", "?")
 
 
 # Every primitive ever constructed (weakly: one made inside a function may go away).

@@ -40,7 +40,7 @@ from functrans.control_flow._loops import LoopNames, promote_init, trace_loop_bo
 from functrans.core import Primitive, ShapedArray, Zero, call_with_trace, get_aval
 from functrans.ir import ClosedJaxpr, Jaxpr
 from functrans.primitives import add
-from functrans.primitives._rules import move_axis
+from functrans.primitives.structural import move_axis
 from functrans.transforms.derived import (
     VJPSplit,
     call_jaxpr,

@@ -6,7 +6,9 @@ shapes and dtypes, with no implicit broadcasting except of rank-0 operands.
 """
 
 from functrans.core import Primitive, registered_primitives
+from functrans.primitives.arithmetic import *  # noqa: F403
 from functrans.primitives.elementwise import *  # noqa: F403
+from functrans.primitives.indexing import *  # noqa: F403
 from functrans.primitives.linalg import *  # noqa: F403
 from functrans.primitives.reductions import *  # noqa: F403
 from functrans.primitives.special import *  # noqa: F403

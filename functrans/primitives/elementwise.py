@@ -1,6 +1,7 @@
-"""Elementwise primitives: arithmetic, transcendental functions, comparisons, select
-and dtype conversion. Operands have one shape (rank-0 operands broadcast) and one
-dtype; the NumPy layer promotes and broadcasts before it binds them.
+"""Elementwise primitives: transcendental functions, powers, extrema, comparisons,
+select, ``fmod`` and dtype conversion (arithmetic is in ``arithmetic.py``). Operands
+have one shape (rank-0 operands broadcast) and one dtype; the NumPy layer promotes and
+broadcasts before it binds them.
 """
 
 from __future__ import annotations
@@ -12,212 +13,39 @@ import numpy as np
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
 from functrans.primitives._rules import (
     Reciprocal,
-    add_tangents,
-    batch_elementwise,
     batch_unary_passthrough,
-    def_elementwise_derivatives,
-    def_linear,
     def_zero_derivative,
     elementwise_abstract_eval,
     elementwise_dtype,
     elementwise_shape,
-    instantiate,
-    lift_to_shape,
     scalar_like,
-    sum_to_shape,
 )
-
-
-def _unary(
-    name: str,
-    impl: Any,
-    partial: Any = None,
-    *,
-    kinds: str | None = "fc",
-    zero_derivative: bool = False,
-    out_dtype: Any = None,
-    doc: str = "",
-) -> tuple[Primitive, Any]:
-    prim = Primitive(name)
-    prim.def_impl(impl)
-    prim.def_abstract_eval(elementwise_abstract_eval(name, kinds, out_dtype))
-    if zero_derivative:
-        def_zero_derivative(prim, 1)
-    else:
-        def_elementwise_derivatives(prim, partial)
-    batch_unary_passthrough(prim)
-
-    def apply(x: Any) -> Any:
-        return prim.bind(x)
-
-    apply.__name__ = name
-    apply.__doc__ = doc or f"Elementwise ``{name}`` primitive."
-    return prim, apply
-
-
-def _checked(prim: Primitive, impl: Any, kinds: str | None) -> Any:
-    """``impl`` of a binary elementwise primitive that applies its shape and dtype rule
-    eagerly too, as tracing does: what NumPy would broadcast or promote beyond it
-    (operands of two shapes or dtypes, a dtype kind it does not take) is an error. The
-    common case (one dtype, one shape or a rank-0 operand) is checked inline."""
-    allowed = kinds or "biufc"
-
-    def checked(x: Any, y: Any) -> Any:
-        if not _same_type(x, y, allowed):
-            prim.abstract_eval(get_aval(x), get_aval(y))  # raises the rule's own error
-        return impl(x, y)
-
-    return checked
-
-
-def _same_type(x: Any, y: Any, kinds: str) -> bool:
-    """One dtype of an allowed kind, and one shape or a rank-0 operand (NumPy values;
-    a Python number is left to the rule)."""
-    try:
-        dtype = x.dtype
-        if (dtype is y.dtype or dtype == y.dtype) and dtype.kind in kinds:
-            xs = x.shape
-            if not xs:
-                return True
-            ys = y.shape
-            return not ys or xs == ys
-    except AttributeError:
-        pass
-    return False
+from functrans.primitives.arithmetic import (
+    add,
+    batch_elementwise,
+    binary_primitive,
+    checked_binary,
+    def_elementwise_derivatives,
+    div,
+    floor_divide,
+    mul,
+    neg,
+    same_type,
+    sub,
+    unary_primitive,
+)
+from functrans.primitives.structural import sum_to_shape
 
 
 def _checked_select(pred: Any, x: Any, y: Any) -> Any:
     if not (
         getattr(pred, "dtype", None) == np.bool_
-        and _same_type(x, y, "biufc")
+        and same_type(x, y, "biufc")
         and (not pred.shape or pred.shape == (x.shape or y.shape))
     ):
         select_p.abstract_eval(get_aval(pred), get_aval(x), get_aval(y))
     return np.where(pred, x, y)
 
-
-def _binary(
-    name: str, impl: Any, *partials: Any, kinds: str | None = None, doc: str = ""
-) -> tuple[Primitive, Any]:
-    prim = Primitive(name)
-    prim.def_impl(_checked(prim, impl, kinds))
-    prim.def_abstract_eval(elementwise_abstract_eval(name, kinds))
-    if partials:
-        def_elementwise_derivatives(prim, *partials)
-    batch_elementwise(prim)
-
-    def apply(x: Any, y: Any) -> Any:
-        return prim.bind(x, y)
-
-    apply.__name__ = name
-    apply.__doc__ = doc or f"Elementwise ``{name}`` primitive."
-    return prim, apply
-
-
-# --- linear and bilinear arithmetic ---------------------------------------------
-
-add_p, add = _binary("add", np.add, doc="``x + y`` for operands of one shape (or rank 0).")
-def_linear(
-    add_p,
-    lambda g, x, y: sum_to_shape(g, get_aval(x).shape),
-    lambda g, x, y: sum_to_shape(g, get_aval(y).shape),
-)
-
-sub_p, sub = _binary("sub", np.subtract, doc="``x - y``.")
-
-
-def _sub_jvp(primals, tangents):
-    (x, y), (tx, ty) = primals, tangents
-    ans = sub(x, y)
-    if type(tx) is Zero and type(ty) is Zero:
-        return ans, Zero(get_aval(ans))
-    shape = get_aval(ans).shape
-    out = neg(lift_to_shape(ty, shape)) if type(tx) is Zero else lift_to_shape(tx, shape)
-    if type(tx) is not Zero and type(ty) is not Zero:
-        out = sub(out, ty)
-    return ans, out
-
-
-sub_p.def_jvp(_sub_jvp)
-sub_p.def_vjp(
-    lambda g, ans, x, y: sum_to_shape(g, get_aval(x).shape),
-    lambda g, ans, x, y: sum_to_shape(neg(g), get_aval(y).shape),
-)
-
-neg_p, neg = _unary("neg", np.negative, kinds=None, doc="``-x``.")
-def_linear(neg_p, lambda g, x: neg(g))
-
-
-mul_p, mul = _binary("mul", np.multiply, doc="``x * y``.")
-
-
-def _mul_jvp(primals, tangents):
-    (x, y), (tx, ty) = primals, tangents
-    ans = mul(x, y)
-    out = Zero(get_aval(ans))
-    if type(tx) is not Zero:
-        out = lift_to_shape(mul(tx, y), get_aval(ans).shape)
-    if type(ty) is not Zero:
-        out = add_tangents(out, lift_to_shape(mul(x, ty), get_aval(ans).shape))
-    return ans, out
-
-
-mul_p.def_jvp(_mul_jvp)
-mul_p.def_vjp(
-    lambda g, ans, x, y: sum_to_shape(mul(g, y), get_aval(x).shape),
-    lambda g, ans, x, y: sum_to_shape(mul(x, g), get_aval(y).shape),
-)
-
-div_p, div = _binary(
-    "div",
-    np.true_divide,
-    lambda ans, x, y: Reciprocal(y),
-    lambda ans, x, y: neg(div(ans, y)),
-    kinds="fc",
-    doc="``x / y`` for inexact operands.",
-)
-
-# --- floor division and remainders ----------------------------------------------------
-# NumPy's own loops, so integers and floats divide exactly as in NumPy, division by
-# zero included (integers give 0, floats inf or nan, each with NumPy's warning).
-
-floor_divide_p, floor_divide = _binary(
-    "floor_divide",
-    np.floor_divide,
-    kinds="iuf",
-    doc="``x // y``: the quotient rounded towards minus infinity (``numpy.floor_divide``).",
-)
-def_zero_derivative(floor_divide_p, 2)
-
-
-remainder_p, remainder = _binary(
-    "remainder",
-    np.remainder,
-    # x % y = x - y * (x // y), with x // y piecewise constant.
-    lambda ans, x, y: scalar_like(ans, 1),
-    lambda ans, x, y: neg(floor_divide(x, y)),
-    kinds="iuf",
-    doc="``x % y``, with the sign of ``y`` (``numpy.remainder``).",
-)
-
-
-def _fmod_partial_y(ans: Any, x: Any, y: Any) -> Any:
-    # fmod(x, y) = x - y * trunc(x / y). The truncated quotient is the floored one plus
-    # one where the remainders differ: a nonzero fmod whose sign is not y's.
-    zero = scalar_like(ans, 0)
-    q = floor_divide(x, y)
-    differs = logical_and(ne(ans, zero), ne(lt(ans, zero), lt(y, zero)))
-    return neg(select(differs, add(q, scalar_like(q, 1)), q))
-
-
-fmod_p, fmod = _binary(
-    "fmod",
-    np.fmod,
-    lambda ans, x, y: scalar_like(ans, 1),
-    _fmod_partial_y,
-    kinds="iuf",
-    doc="``x - y * trunc(x / y)``: the remainder with the sign of ``x`` (``numpy.fmod``).",
-)
 
 # --- transcendental and other unary functions -------------------------------------
 
@@ -239,25 +67,27 @@ def _one(x: Any) -> Any:
     return scalar_like(x, 1)
 
 
-exp_p, exp = _unary("exp", np.exp, lambda ans, x: ans)
-log_p, log = _unary("log", np.log, lambda ans, x: Reciprocal(x))
-log1p_p, log1p = _unary("log1p", np.log1p, lambda ans, x: Reciprocal(add(_one(x), x)))
-expm1_p, expm1 = _unary("expm1", np.expm1, lambda ans, x: add(ans, _one(x)))
-tanh_p, tanh = _unary("tanh", np.tanh, lambda ans, x: sub(_one(ans), mul(ans, ans)))
-sigmoid_p, sigmoid = _unary(
+exp_p, exp = unary_primitive("exp", np.exp, lambda ans, x: ans)
+log_p, log = unary_primitive("log", np.log, lambda ans, x: Reciprocal(x))
+log1p_p, log1p = unary_primitive("log1p", np.log1p, lambda ans, x: Reciprocal(add(_one(x), x)))
+expm1_p, expm1 = unary_primitive("expm1", np.expm1, lambda ans, x: add(ans, _one(x)))
+tanh_p, tanh = unary_primitive("tanh", np.tanh, lambda ans, x: sub(_one(ans), mul(ans, ans)))
+sigmoid_p, sigmoid = unary_primitive(
     "sigmoid",
     _sigmoid_impl,
     lambda ans, x: mul(ans, sub(_one(ans), ans)),
     doc="Logistic function ``1 / (1 + exp(-x))``, stable for large ``|x|``.",
 )
-sin_p, sin = _unary("sin", np.sin, lambda ans, x: cos(x))
-cos_p, cos = _unary("cos", np.cos, lambda ans, x: neg(sin(x)))
-tan_p, tan = _unary("tan", np.tan, lambda ans, x: add(_one(ans), mul(ans, ans)))
-atan_p, atan = _unary("atan", np.arctan, lambda ans, x: Reciprocal(add(_one(x), mul(x, x))))
-sqrt_p, sqrt = _unary("sqrt", np.sqrt, lambda ans, x: div(scalar_like(ans, 0.5), ans))
-abs_p, abs = _unary("abs", np.abs, lambda ans, x: sign(x), kinds=None)
-sign_p, sign = _unary("sign", np.sign, kinds=None, zero_derivative=True)
-floor_p, floor = _unary("floor", np.floor, zero_derivative=True)
+sin_p, sin = unary_primitive("sin", np.sin, lambda ans, x: cos(x))
+cos_p, cos = unary_primitive("cos", np.cos, lambda ans, x: neg(sin(x)))
+tan_p, tan = unary_primitive("tan", np.tan, lambda ans, x: add(_one(ans), mul(ans, ans)))
+atan_p, atan = unary_primitive(
+    "atan", np.arctan, lambda ans, x: Reciprocal(add(_one(x), mul(x, x)))
+)
+sqrt_p, sqrt = unary_primitive("sqrt", np.sqrt, lambda ans, x: div(scalar_like(ans, 0.5), ans))
+abs_p, abs = unary_primitive("abs", np.abs, lambda ans, x: sign(x), kinds=None)
+sign_p, sign = unary_primitive("sign", np.sign, kinds=None, zero_derivative=True)
+floor_p, floor = unary_primitive("floor", np.floor, zero_derivative=True)
 
 
 # --- powers --------------------------------------------------------------------------
@@ -300,7 +130,7 @@ def _pow_partial_x(ans: Any, x: Any, y: Any) -> Any:
     return select(y_is_zero, _zeros_like(ans), mul(safe_y, pow(x, sub(safe_y, _one(y)))))
 
 
-pow_p, pow = _binary(
+pow_p, pow = binary_primitive(
     "pow",
     np.power,
     _pow_partial_x,
@@ -345,8 +175,8 @@ def _tie_split(wins: Any, ties: Any, like: Any) -> Any:
     return select(ties, halves, select(wins, ones, zeros))
 
 
-max_p, max = _binary("max", np.maximum, *_minmax_partials(lambda a, b: gt(a, b)))
-min_p, min = _binary("min", np.minimum, *_minmax_partials(lambda a, b: lt(a, b)))
+max_p, max = binary_primitive("max", np.maximum, *_minmax_partials(lambda a, b: gt(a, b)))
+min_p, min = binary_primitive("min", np.minimum, *_minmax_partials(lambda a, b: lt(a, b)))
 
 
 # --- comparisons: boolean results, no derivative ------------------------------------
@@ -354,7 +184,7 @@ min_p, min = _binary("min", np.minimum, *_minmax_partials(lambda a, b: lt(a, b))
 
 def _comparison(name: str, impl: Any) -> tuple[Primitive, Any]:
     prim = Primitive(name)
-    prim.def_impl(_checked(prim, impl, None))
+    prim.def_impl(checked_binary(prim, impl, None))
     prim.def_abstract_eval(elementwise_abstract_eval(name, None, np.bool_))
     def_zero_derivative(prim, 2)
     batch_elementwise(prim)
@@ -374,8 +204,8 @@ le_p, le = _comparison("le", np.less_equal)
 gt_p, gt = _comparison("gt", np.greater)
 ge_p, ge = _comparison("ge", np.greater_equal)
 
-not_p, logical_not = _unary("not", np.logical_not, kinds="b", zero_derivative=True)
-is_finite_p, is_finite = _unary(
+not_p, logical_not = unary_primitive("not", np.logical_not, kinds="b", zero_derivative=True)
+is_finite_p, is_finite = unary_primitive(
     "is_finite",
     np.isfinite,
     zero_derivative=True,
@@ -478,9 +308,31 @@ convert_element_type_p.def_vjp(_convert_vjp)
 batch_unary_passthrough(convert_element_type_p)
 
 
+# --- fmod ------------------------------------------------------------------------------
+
+
+def _fmod_partial_y(ans: Any, x: Any, y: Any) -> Any:
+    # fmod(x, y) = x - y * trunc(x / y). The truncated quotient is the floored one plus
+    # one where the remainders differ: a nonzero fmod whose sign is not y's.
+    zero = scalar_like(ans, 0)
+    q = floor_divide(x, y)
+    differs = logical_and(ne(ans, zero), ne(lt(ans, zero), lt(y, zero)))
+    return neg(select(differs, add(q, scalar_like(q, 1)), q))
+
+
+fmod_p, fmod = binary_primitive(
+    "fmod",
+    np.fmod,
+    lambda ans, x, y: scalar_like(ans, 1),
+    _fmod_partial_y,
+    kinds="iuf",
+    doc="``x - y * trunc(x / y)``: the remainder with the sign of ``x`` (``numpy.fmod``).",
+)
+
+
 # --- stop_gradient ---------------------------------------------------------------------
 
-stop_gradient_p, _stop_gradient = _unary(
+stop_gradient_p, _stop_gradient = unary_primitive(
     "stop_gradient", lambda x: x, kinds=None, zero_derivative=True
 )
 
@@ -492,20 +344,16 @@ def stop_gradient(x: Any) -> Any:
 
 __all__ = [name for name in dir() if name.endswith("_p")] + [
     "abs",
-    "add",
     "atan",
     "convert_element_type",
     "cos",
-    "div",
     "eq",
     "exp",
     "expm1",
     "floor",
-    "floor_divide",
     "fmod",
     "ge",
     "gt",
-    "instantiate",
     "integer_pow",
     "is_finite",
     "le",
@@ -517,18 +365,14 @@ __all__ = [name for name in dir() if name.endswith("_p")] + [
     "lt",
     "max",
     "min",
-    "mul",
     "ne",
-    "neg",
     "pow",
-    "remainder",
     "select",
     "sigmoid",
     "sign",
     "sin",
     "sqrt",
     "stop_gradient",
-    "sub",
     "tan",
     "tanh",
 ]

@@ -10,10 +10,14 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Primitive, ShapedArray, get_aval
-from functrans.primitives._rules import def_bilinear, move_axis
-from functrans.primitives.elementwise import mul
-from functrans.primitives.reductions import reduce_sum
-from functrans.primitives.structural import broadcast_in_dim, reshape, transpose
+from functrans.primitives.arithmetic import def_bilinear, mul
+from functrans.primitives.structural import (
+    broadcast_in_dim,
+    move_axis,
+    reduce_sum,
+    reshape,
+    transpose,
+)
 
 matmul_p = Primitive("matmul")
 

@@ -1,4 +1,5 @@
-"""Reductions over static axes: sum, max, min, prod, argmax and argmin.
+"""Reductions over static axes: max, min, prod, argmax and argmin (``reduce_sum``, the
+transpose of ``broadcast_in_dim``, is defined with it in ``structural.py``).
 
 Reductions drop the reduced axes; the NumPy layer adds ``keepdims`` with a reshape
 and turns ``axis=None`` into all axes.
@@ -12,85 +13,20 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
-from functrans.primitives.elementwise import (
-    convert_element_type,
-    div,
-    eq,
-    mul,
-)
+from functrans.primitives.arithmetic import div, mul
+from functrans.primitives.elementwise import convert_element_type, eq
+from functrans.primitives.indexing import concatenate, rev, slice
 from functrans.primitives.structural import (
-    broadcast_in_dim,
-    concatenate,
+    check_axes,
+    expand_reduced,
+    kept_dims,
+    reduce_sum,
+    reduced_shape,
+    reduction_primitive,
     reshape,
-    rev,
-    slice,
+    sorted_axes,
     transpose,
 )
-
-
-def _check_axes(name: str, aval: ShapedArray, axes: tuple[int, ...]) -> None:
-    if len(set(axes)) != len(axes) or any(not 0 <= a < aval.ndim for a in axes):
-        raise ValueError(f"{name}: axes {axes} are out of range for shape {aval.shape}")
-
-
-def _reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(n for i, n in enumerate(shape) if i not in axes)
-
-
-def _kept_dims(ndim: int, axes: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(i for i in range(ndim) if i not in axes)
-
-
-def expand_reduced(y: Any, x_shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
-    """Broadcast a reduction's result back over the reduced axes of ``x_shape``."""
-    return broadcast_in_dim(y, x_shape, _kept_dims(len(x_shape), axes))
-
-
-def _reduction(name: str, impl: Any, keep_dtype: bool = False) -> Primitive:
-    prim = Primitive(name)
-    if keep_dtype:  # np.sum and np.prod widen small integers; the shape rule does not
-        prim.def_impl(lambda x, *, axes: impl(x, axis=axes, dtype=x.dtype))
-    else:
-        prim.def_impl(lambda x, *, axes: impl(x, axis=axes))
-
-    @prim.def_abstract_eval
-    def _abstract_eval(x, *, axes):
-        _check_axes(name, x, axes)
-        return ShapedArray(_reduced_shape(x.shape, axes), x.dtype, x.weak_type)
-
-    @prim.def_batch
-    def _batch(args, dims, *, axes):
-        (x,), (d,) = args, dims
-        new_axes = tuple(a if a < d else a + 1 for a in axes)
-        out_dim = d - sum(a < d for a in new_axes)
-        return prim.bind(x, axes=new_axes), out_dim
-
-    return prim
-
-
-def _normalize_axes(axes: Sequence[int]) -> tuple[int, ...]:
-    return tuple(sorted(int(a) for a in axes))
-
-
-# --- reduce_sum ---------------------------------------------------------------------------
-
-reduce_sum_p = _reduction("reduce_sum", np.sum, keep_dtype=True)
-
-
-def reduce_sum(x: Any, axes: Sequence[int]) -> Any:
-    """Sum of ``x`` over ``axes`` (non-negative ints), which are removed."""
-    return reduce_sum_p.bind(x, axes=_normalize_axes(axes))
-
-
-def _reduce_sum_jvp(primals, tangents, *, axes):
-    (x,), (t,) = primals, tangents
-    ans = reduce_sum(x, axes)
-    return ans, Zero(get_aval(ans)) if type(t) is Zero else reduce_sum(t, axes)
-
-
-reduce_sum_p.def_jvp(_reduce_sum_jvp)
-reduce_sum_p.def_vjp(lambda g, ans, x, *, axes: expand_reduced(g, get_aval(x).shape, axes))
-
 
 # --- reduce_max / reduce_min ---------------------------------------------------------------
 
@@ -120,30 +56,30 @@ def _def_extremum(prim: Primitive) -> None:
     prim.def_vjp(vjp)
 
 
-reduce_max_p = _reduction("reduce_max", np.max)
-reduce_min_p = _reduction("reduce_min", np.min)
+reduce_max_p = reduction_primitive("reduce_max", np.max)
+reduce_min_p = reduction_primitive("reduce_min", np.min)
 _def_extremum(reduce_max_p)
 _def_extremum(reduce_min_p)
 
 
 def reduce_max(x: Any, axes: Sequence[int]) -> Any:
     """Maximum of ``x`` over ``axes``."""
-    return reduce_max_p.bind(x, axes=_normalize_axes(axes))
+    return reduce_max_p.bind(x, axes=sorted_axes(axes))
 
 
 def reduce_min(x: Any, axes: Sequence[int]) -> Any:
     """Minimum of ``x`` over ``axes``."""
-    return reduce_min_p.bind(x, axes=_normalize_axes(axes))
+    return reduce_min_p.bind(x, axes=sorted_axes(axes))
 
 
 # --- reduce_prod ---------------------------------------------------------------------------
 
-reduce_prod_p = _reduction("reduce_prod", np.prod, keep_dtype=True)
+reduce_prod_p = reduction_primitive("reduce_prod", np.prod, keep_dtype=True)
 
 
 def reduce_prod(x: Any, axes: Sequence[int]) -> Any:
     """Product of ``x`` over ``axes``."""
-    return reduce_prod_p.bind(x, axes=_normalize_axes(axes))
+    return reduce_prod_p.bind(x, axes=sorted_axes(axes))
 
 
 def _product_of_others(x: Any, axes: tuple[int, ...]) -> Any:
@@ -155,7 +91,7 @@ def _product_of_others(x: Any, axes: tuple[int, ...]) -> Any:
     differentiable primitives, so second derivatives are right there too.
     """
     shape = get_aval(x).shape
-    kept = _kept_dims(len(shape), axes)
+    kept = kept_dims(len(shape), axes)
     n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
     grouped = reshape(transpose(x, (*kept, *axes)), (*[shape[k] for k in kept], n))
     last = len(kept)
@@ -211,10 +147,10 @@ def _arg_reduction(name: str, impl: Any) -> Primitive:
 
     @prim.def_abstract_eval
     def _abstract_eval(x, *, axis, index_dtype):
-        _check_axes(name, x, (axis,))
+        check_axes(name, x, (axis,))
         if x.shape[axis] == 0:
             raise ValueError(f"{name}: attempt to get {name} of an empty axis (shape {x.shape})")
-        return ShapedArray(_reduced_shape(x.shape, (axis,)), index_dtype)
+        return ShapedArray(reduced_shape(x.shape, (axis,)), index_dtype)
 
     def jvp(primals, tangents, **params):
         ans = prim.bind(*primals, **params)
@@ -253,13 +189,10 @@ __all__ = [
     "argmax_p",
     "argmin",
     "argmin_p",
-    "expand_reduced",
     "reduce_max",
     "reduce_max_p",
     "reduce_min",
     "reduce_min_p",
     "reduce_prod",
     "reduce_prod_p",
-    "reduce_sum",
-    "reduce_sum_p",
 ]

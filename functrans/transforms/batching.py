@@ -25,7 +25,7 @@ from functrans.core import (
     new_trace,
 )
 from functrans.errors import ConcretizationTypeError
-from functrans.primitives._rules import broadcast_batched
+from functrans.primitives.structural import broadcast_batched
 from functrans.transforms.staging import as_array_arg
 from functrans.tree_util import broadcast_prefix, leaf_paths, tree_flatten, tree_unflatten
 

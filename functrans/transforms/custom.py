@@ -95,7 +95,7 @@ def _batch_call(prim: Primitive, vals, dims, params, batch_rules: Callable[..., 
     num_consts = params["num_consts"]
     if any(d is not None for d in dims[:num_consts]):
         return _batch_inline(params["call_jaxpr"], vals, dims)
-    from functrans.primitives._rules import broadcast_batched
+    from functrans.primitives.structural import broadcast_batched
 
     size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
     in_dims = [None if d is None else 0 for d in dims]

@@ -28,7 +28,7 @@ from functrans.core import (
 )
 from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr
 from functrans.primitives import add_p
-from functrans.primitives._rules import broadcast_batched
+from functrans.primitives.structural import broadcast_batched
 from functrans.transforms.ad import JVPTrace, JVPTracer, ReverseTrace, ReverseTracer
 from functrans.transforms.batching import BatchTrace, BatchTracer
 from functrans.transforms.jaxpr_passes import partition_known
