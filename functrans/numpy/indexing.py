@@ -1,4 +1,4 @@
-"""NumPy indexing of traced arrays: ``x[index]`` lowered to strict primitives.
+"""Indexing of traced arrays: ``x[index]`` lowered to strict primitives.
 
 Basic indexing (ints, slices of any step, ``None``, ``...``) is static: one ``rev``
 for the negative-step axes, one ``slice`` and one ``reshape`` (or, when only new
@@ -6,20 +6,21 @@ axes appear, a ``broadcast_in_dim``). Advanced indexing (integer arrays, concret
 boolean masks, traced integer indices) follows NumPy: the indexed axes move to the
 front, one ``gather`` picks the elements, and the broadcast index axes end up where
 NumPy puts them (in place of the indexed axes when those are adjacent in the index,
-otherwise in front).
+otherwise in front). ``take`` and ``take_along_axis`` build such an index.
 """
 
 from __future__ import annotations
 
-import builtins
+import math
 from typing import Any
 
 import numpy as np
 
 from functrans import primitives as lax
 from functrans.core import Tracer, get_aval
-
-__all__ = ["getitem"]
+from functrans.numpy._dispatch import no_out, numpy_api
+from functrans.numpy._operands import as_array, normalize_axis, shape_of
+from functrans.numpy.creation import asarray
 
 _NEW, _SLICE, _INT, _ARRAY = "new", "slice", "int", "array"
 
@@ -41,7 +42,7 @@ def getitem(x: Any, index: Any) -> Any:
       in (d,) }
     """
     shape = get_aval(x).shape
-    items = _expand(shape, _classify(shape, index))
+    items = _expand_ellipsis(shape, _classify(shape, index))
     advanced = any(kind == _ARRAY for kind, _ in items)
     if advanced:  # ints then count as 0-d index arrays (NumPy's rule for mixed indices)
         items = [(_ARRAY, np.asarray(v)) if kind == _INT else (kind, v) for kind, v in items]
@@ -51,7 +52,7 @@ def getitem(x: Any, index: Any) -> Any:
     return _apply_advanced(x, shape, items, sizes)
 
 
-# --- classifying the index --------------------------------------------------------------
+# --- classifying the index ----------------------------------------------------------------
 
 
 def _classify(shape: tuple[int, ...], index: Any) -> list[tuple[str, Any]]:
@@ -65,7 +66,7 @@ def _classify(shape: tuple[int, ...], index: Any) -> list[tuple[str, Any]]:
             if any(kind == "..." for kind, _ in items):
                 raise IndexError("an index can only have a single ellipsis ('...')")
             items.append(("...", None))
-        elif isinstance(i, builtins.slice):
+        elif isinstance(i, slice):
             items.append((_SLICE, i))
         elif isinstance(i, Tracer):
             items.append((_ARRAY, _check_traced_index(i, shape)))
@@ -95,8 +96,6 @@ def _check_traced_index(i: Tracer, shape: tuple[int, ...]) -> Tracer:
 
 def _classify_array(i: Any, shape: tuple[int, ...]) -> list[tuple[str, Any]]:
     if not isinstance(i, np.ndarray) and _contains_tracer(i):
-        from functrans.numpy import asarray  # the NumPy layer stacks traced lists
-
         return [(_ARRAY, _check_traced_index(asarray(i), shape))]
     try:
         arr = np.asarray(i)
@@ -122,16 +121,16 @@ def _contains_tracer(seq: Any) -> bool:
     )
 
 
-def _expand(shape: tuple[int, ...], items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+def _expand_ellipsis(shape: tuple[int, ...], items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """Replace ``...`` (or the implicit trailing one) by full slices; check the count.
     A concrete boolean mask was split into one index array per axis it covers."""
-    consumed = builtins.sum(kind not in (_NEW, "...") for kind, _ in items)
+    consumed = sum(kind not in (_NEW, "...") for kind, _ in items)
     if consumed > len(shape):
         raise IndexError(
             f"too many indices for array: array of shape {shape} is {len(shape)}-dimensional, "
             f"but {consumed} were indexed"
         )
-    fill = [(_SLICE, builtins.slice(None))] * (len(shape) - consumed)
+    fill = [(_SLICE, slice(None))] * (len(shape) - consumed)
     for pos, (kind, _) in enumerate(items):
         if kind == "...":
             return items[:pos] + fill + items[pos + 1 :]
@@ -141,7 +140,7 @@ def _expand(shape: tuple[int, ...], items: list[tuple[str, Any]]) -> list[tuple[
 # --- basic indexing -----------------------------------------------------------------------
 
 
-def _slice_bounds(s: builtins.slice, n: int) -> tuple[int, int, int, bool]:
+def _slice_bounds(s: slice, n: int) -> tuple[int, int, int, bool]:
     """``(start, limit, stride, reversed)`` selecting ``s`` from an axis of size ``n``:
     a negative step reverses the axis first, then takes a positive-step slice."""
     start, stop, step = s.indices(n)
@@ -211,7 +210,7 @@ def _finish_basic(x: Any, items, sizes: list[int]) -> Any:
     return lax.reshape(x, out_shape)
 
 
-# --- advanced indexing ----------------------------------------------------------------------
+# --- advanced indexing --------------------------------------------------------------------
 
 
 def _apply_advanced(x: Any, shape: tuple[int, ...], items, sizes: list[int]) -> Any:
@@ -229,7 +228,7 @@ def _apply_advanced(x: Any, shape: tuple[int, ...], items, sizes: list[int]) -> 
     positions = [p for p, (kind, _) in enumerate(items) if kind == _ARRAY]
     adjacent = positions == list(range(positions[0], positions[-1] + 1))
     nb = len(index_shape)
-    before = builtins.sum(kind == _SLICE for kind, _ in items[: positions[0]]) if adjacent else 0
+    before = sum(kind == _SLICE for kind, _ in items[: positions[0]]) if adjacent else 0
     n_other = len(other_axes)
     perm = [*range(nb, nb + before), *range(nb), *range(nb + before, nb + n_other)]
     out = lax.transpose(out, perm)
@@ -294,3 +293,54 @@ def _broadcast_index(i: Any, shape: tuple[int, ...]) -> Any:
     if not isinstance(i, Tracer):
         return np.broadcast_to(i, shape)
     return lax.broadcast_in_dim(i, shape, tuple(range(len(shape) - len(own), len(shape))))
+
+
+# --- take ---------------------------------------------------------------------------------
+
+
+@numpy_api(np.take)
+def take(a, indices, axis=None, out=None, mode=None):
+    """``numpy.take``: elements of ``a`` at integer ``indices`` along ``axis``
+    (flattened if ``None``). ``indices`` may be traced."""
+    no_out("take", out=out, mode=mode)
+    x = as_array("take", a, (0, "a"))
+    if axis is None:
+        return getitem(lax.reshape(x, (math.prod(shape_of(x)),)), indices)
+    ax = normalize_axis("take", axis, len(shape_of(x)))
+    return getitem(x, (slice(None),) * ax + (_index_array(indices),))
+
+
+def _index_array(i):
+    return i if isinstance(i, (Tracer, int, np.integer)) else np.asarray(i)
+
+
+@numpy_api(np.take_along_axis)
+def take_along_axis(arr, indices, axis):
+    """``numpy.take_along_axis``: ``arr`` indexed along ``axis`` by ``indices`` of the
+    same rank (other axes broadcast)."""
+    x = as_array("take_along_axis", arr, (0, "arr"))
+    idx = as_array("take_along_axis", indices, (1, "indices"))
+    shape, ishape = shape_of(x), shape_of(idx)
+    if axis is None:
+        x, shape, axis = lax.reshape(x, (math.prod(shape),)), (math.prod(shape),), 0
+    if len(ishape) != len(shape):
+        raise ValueError(
+            f"take_along_axis: indices of shape {ishape} and arr of shape {shape} must have the "
+            "same number of dimensions"
+        )
+    ax = normalize_axis("take_along_axis", axis, len(shape))
+    pairs = enumerate(zip(shape, ishape, strict=True))
+    if any(d != ax and n != k and 1 not in (n, k) for d, (n, k) in pairs):
+        raise ValueError(
+            f"take_along_axis: indices of shape {ishape} do not broadcast against arr of shape "
+            f"{shape} outside axis {ax}"
+        )
+    index = []
+    for d, n in enumerate(shape):
+        if d == ax:
+            index.append(idx)
+        else:
+            iota_shape = [1] * len(shape)
+            iota_shape[d] = n
+            index.append(np.arange(n).reshape(iota_shape))
+    return getitem(x, tuple(index))
