@@ -201,7 +201,7 @@ _DTYPE_SOURCE = {"bool": "np.bool_"} | {
 }  # fmt: skip
 
 
-def dtype_source(dtype: Any) -> str | None:
+def dtype_source(dtype: np.dtype) -> str | None:
     """How generated code spells ``dtype`` (``np.float32``); None for a dtype it
     cannot name."""
-    return _DTYPE_SOURCE.get(np.dtype(dtype).name)
+    return _DTYPE_SOURCE.get(dtype.name)

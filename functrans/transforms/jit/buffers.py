@@ -9,6 +9,8 @@ alias or an ``impl`` call may still share (*pinned*).
 
 from __future__ import annotations
 
+import math
+
 from functrans.ir import Jaxpr, JaxprEqn, Var
 
 __all__ = ["REUSE_MIN_SIZE", "Buffers"]
@@ -77,7 +79,7 @@ class Buffers:
         one of its operands dying here if ``operand``, else one that died before."""
         out = eqn.outvars[0]
         aval = out.aval
-        if aval.ndim == 0 or aval.size < REUSE_MIN_SIZE or aval.weak_type:
+        if aval.ndim == 0 or aval.weak_type or math.prod(aval.shape) < REUSE_MIN_SIZE:
             return None
         if any(type(a) is Var and a.aval.weak_type for a in eqn.invars):
             return None

@@ -108,6 +108,7 @@ class Emitter:
         self.literal_of: dict[Var, Literal] = {}  # broadcasts of a literal
         self.materialized: dict[Var, str] = {}
         self.buffers = Buffers(jaxpr)
+        self.own = self.buffers.own  # LoweringContext.own
         self.skipped: set[int] = set()  # ids of equations a lowering wrote with another
         self.index = 0  # of the equation being written
         self.fallbacks: set[str] = set()
@@ -232,9 +233,6 @@ class Emitter:
 
     def share(self, out: Var, name: str) -> None:
         self.names[out] = name
-
-    def own(self, out: Var) -> None:
-        self.buffers.own(out)
 
     def view_of(self, out: Var, x: Atom) -> None:
         if type(x) is Var:
