@@ -13,7 +13,7 @@ literal or another negation that absorbs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from functrans.core import Primitive
@@ -23,8 +23,12 @@ __all__ = [
     "SIGN_INTO_LITERAL",
     "SIGN_PASSES_THROUGH",
     "NegationSink",
+    "Producers",
     "new_eqn",
 ]
+
+# The equation that produced each variable so far, as a simplify rule sees it.
+Producers = Mapping[Var, JaxprEqn]
 
 
 def new_eqn(

@@ -244,14 +244,22 @@ def_linear(
 add_p.def_lowering(ufunc("add", operator="+"))
 
 
-@add_p.def_simplify
-def _add_simplify(eqn, producers):
-    (x, y), (out,) = eqn.invars, eqn.outvars
-    if is_value(y, producers, 0):
-        return forward(x, out)
-    if is_value(x, producers, 0):
-        return forward(y, out)
-    return None
+def drop_identity(identity: int):
+    """The simplify rule of a commutative operation with the identity element
+    ``identity``: ``x + 0`` and ``0 + x`` are ``x``."""
+
+    def rule(eqn, producers):
+        (x, y), (out,) = eqn.invars, eqn.outvars
+        if is_value(y, producers, identity):
+            return forward(x, out)
+        if is_value(x, producers, identity):
+            return forward(y, out)
+        return None
+
+    return rule
+
+
+add_p.def_simplify(drop_identity(0))
 
 
 def _always(eqn):
@@ -346,16 +354,7 @@ mul_p.def_vjp(
     lambda g, ans, x, y: sum_to_shape(mul(x, g), get_aval(y).shape),
 )
 mul_p.def_lowering(ufunc("multiply", operator="*"))
-
-
-@mul_p.def_simplify
-def _mul_simplify(eqn, producers):
-    (x, y), (out,) = eqn.invars, eqn.outvars
-    if is_value(y, producers, 1):
-        return forward(x, out)
-    if is_value(x, producers, 1):
-        return forward(y, out)
-    return None
+mul_p.def_simplify(drop_identity(1))
 
 
 mul_p.def_rule("negation_sink", SIGN_INTO_LITERAL)

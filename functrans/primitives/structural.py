@@ -6,7 +6,7 @@ axes, which every other family builds on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ from functrans.core import Primitive, ShapedArray, Zero, get_aval
 from functrans.ir import Atom, JaxprEqn, Literal, Var
 from functrans.primitives._lowering import LoweringContext, axis_source, ints_source, view
 from functrans.primitives._rules import def_linear
-from functrans.primitives._simplify import SIGN_PASSES_THROUGH, new_eqn
+from functrans.primitives._simplify import SIGN_PASSES_THROUGH, Producers, new_eqn
 
 # --- broadcast_in_dim -----------------------------------------------------------------
 
@@ -116,8 +116,6 @@ def _broadcast_in_dim_lowering(ctx: LoweringContext, eqn: JaxprEqn) -> None:
 
 
 # --- rewrites that see through broadcasts of scalars -------------------------------------
-
-Producers = Mapping[Var, JaxprEqn]
 
 
 def scalar_value(a: Atom, producers: Producers) -> Any:

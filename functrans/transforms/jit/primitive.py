@@ -21,7 +21,7 @@ from functrans.core import Primitive, ShapedArray, Zero, get_aval
 from functrans.ir import ClosedJaxpr
 from functrans.primitives import convert_element_type
 from functrans.transforms.derived import VJPSplit, batch_jaxpr, cached, jvp_jaxpr, vjp_partition
-from functrans.transforms.jit import codegen
+from functrans.transforms.jit.codegen import compiled
 from functrans.transforms.jit.passes import inline_calls, optimize
 
 __all__ = ["jit_p", "optimized"]
@@ -39,7 +39,7 @@ def optimized(closed: ClosedJaxpr) -> ClosedJaxpr:
 
 @jit_p.def_impl
 def _jit_impl(*args: Any, jaxpr: ClosedJaxpr, name: str) -> tuple:
-    return codegen.compiled(jaxpr).fn(*args)
+    return compiled(jaxpr).fn(*args)
 
 
 @jit_p.def_abstract_eval
