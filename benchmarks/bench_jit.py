@@ -29,7 +29,9 @@ from mlp import loss as mlp_loss
 
 import functrans as ft
 import functrans.numpy as fnp
-from functrans.transforms import codegen, optimize, staging
+from functrans.transforms import staging
+from functrans.transforms.jit import codegen
+from functrans.transforms.jit import passes as optimize
 
 try:
     import autograd

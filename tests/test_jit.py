@@ -21,8 +21,7 @@ import functrans.numpy as fnp
 from functrans import lax
 from functrans.errors import ConcretizationTypeError
 from functrans.primitives import all_primitives
-from functrans.transforms import codegen
-from functrans.transforms.jit import jit_p
+from functrans.transforms.jit import codegen, jit_p
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None)
 F32, F64, I64 = np.dtype("float32"), np.dtype("float64"), np.dtype("int64")

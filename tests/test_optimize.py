@@ -12,8 +12,8 @@ import functrans as ft
 import functrans.numpy as fnp
 from functrans import lax
 from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var, typecheck_jaxpr
-from functrans.transforms import optimize as opt
 from functrans.transforms.jit import jit_p
+from functrans.transforms.jit import passes as opt
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None)
 

@@ -21,8 +21,8 @@ from functrans.core import Primitive, ShapedArray, Tracer, get_aval
 from functrans.ir import ClosedJaxpr, Jaxpr, Var
 from functrans.primitives import convert_element_type
 from functrans.primitives.structural import broadcast_batched
-from functrans.transforms import codegen
 from functrans.transforms.derived import batch_jaxpr
+from functrans.transforms.jit import codegen
 from functrans.transforms.staging import as_array_arg, trace_to_jaxpr
 from functrans.tree_util import PyTreeDef, tree_unflatten
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from functrans.core import PYTHON_SCALARS, Primitive, Zero, get_aval
+from functrans.primitives._lowering import ufunc
 from functrans.primitives._rules import (
     Reciprocal,
     batch_size,
@@ -22,9 +23,12 @@ from functrans.primitives._rules import (
     elementwise_abstract_eval,
     scalar_like,
 )
+from functrans.primitives._simplify import SIGN_INTO_LITERAL, NegationSink, new_eqn
 from functrans.primitives.structural import (
     broadcast_batched,
     broadcast_in_dim_p,
+    forward,
+    is_value,
     lift_to_shape,
     sum_to_shape,
 )
@@ -237,6 +241,43 @@ def_linear(
     lambda g, x, y: sum_to_shape(g, get_aval(x).shape),
     lambda g, x, y: sum_to_shape(g, get_aval(y).shape),
 )
+add_p.def_lowering(ufunc("add", operator="+"))
+
+
+def drop_identity(identity: int):
+    """The simplify rule of a commutative operation with the identity element
+    ``identity``: ``x + 0`` and ``0 + x`` are ``x``."""
+
+    def rule(eqn, producers):
+        (x, y), (out,) = eqn.invars, eqn.outvars
+        if is_value(y, producers, identity):
+            return forward(x, out)
+        if is_value(x, producers, identity):
+            return forward(y, out)
+        return None
+
+    return rule
+
+
+add_p.def_simplify(drop_identity(0))
+
+
+def _always(eqn):
+    return True
+
+
+def _signed_sum(eqn, operands, negated):
+    # x - y as x + (-y): the negations combine into one (or none).
+    x, y = operands
+    neg_x, neg_y = negated[0], negated[1] != (eqn.primitive is sub_p)
+    if neg_x and neg_y:
+        return add_p, [x, y], True  # -x - y = -(x + y)
+    if neg_x:
+        return sub_p, [y, x], False  # -x + y = y - x
+    return (sub_p if neg_y else add_p), [x, y], False
+
+
+add_p.def_rule("negation_sink", NegationSink(_always, _signed_sum))
 
 sub_p, sub = binary_primitive("sub", np.subtract, doc="``x - y``.")
 
@@ -258,9 +299,39 @@ sub_p.def_vjp(
     lambda g, ans, x, y: sum_to_shape(g, get_aval(x).shape),
     lambda g, ans, x, y: sum_to_shape(neg(g), get_aval(y).shape),
 )
+sub_p.def_lowering(ufunc("subtract", operator="-"))
+
+
+@sub_p.def_simplify
+def _sub_simplify(eqn, producers):
+    (x, y), (out,) = eqn.invars, eqn.outvars
+    if is_value(y, producers, 0):
+        return forward(x, out)
+    if is_value(x, producers, 0) and y.aval.shape == out.aval.shape:
+        return [new_eqn(neg_p, [y], {}, out)]
+    return None
+
+
+sub_p.def_rule("negation_sink", NegationSink(_always, _signed_sum))
 
 neg_p, neg = unary_primitive("neg", np.negative, kinds=None, doc="``-x``.")
 def_linear(neg_p, lambda g, x: neg(g))
+neg_p.def_lowering(ufunc("negative", operator="-"))
+
+
+@neg_p.def_simplify
+def _neg_simplify(eqn, producers):
+    (x,), (out,) = eqn.invars, eqn.outvars
+    inner = producers.get(x)
+    if inner is not None and inner.primitive is neg_p:
+        return forward(inner.invars[0], out)
+    return None
+
+
+# -(-x) is x: a negation cancels the one it meets.
+neg_p.def_rule(
+    "negation_sink", NegationSink(_always, lambda eqn, operands, negated: operands[0], True)
+)
 
 
 mul_p, mul = binary_primitive("mul", np.multiply, doc="``x * y``.")
@@ -282,6 +353,11 @@ mul_p.def_vjp(
     lambda g, ans, x, y: sum_to_shape(mul(g, y), get_aval(x).shape),
     lambda g, ans, x, y: sum_to_shape(mul(x, g), get_aval(y).shape),
 )
+mul_p.def_lowering(ufunc("multiply", operator="*"))
+mul_p.def_simplify(drop_identity(1))
+
+
+mul_p.def_rule("negation_sink", SIGN_INTO_LITERAL)
 
 div_p, div = binary_primitive(
     "div",
@@ -291,6 +367,16 @@ div_p, div = binary_primitive(
     kinds="fc",
     doc="``x / y`` for inexact operands.",
 )
+div_p.def_lowering(ufunc("divide", operator="/"))
+
+
+@div_p.def_simplify
+def _div_simplify(eqn, producers):
+    (x, y), (out,) = eqn.invars, eqn.outvars
+    return forward(x, out) if is_value(y, producers, 1) else None
+
+
+div_p.def_rule("negation_sink", SIGN_INTO_LITERAL)
 
 # --- floor division and remainders ----------------------------------------------------
 # NumPy's own loops, so integers and floats divide exactly as in NumPy, division by
@@ -303,6 +389,7 @@ floor_divide_p, floor_divide = binary_primitive(
     doc="``x // y``: the quotient rounded towards minus infinity (``numpy.floor_divide``).",
 )
 def_zero_derivative(floor_divide_p, 2)
+floor_divide_p.def_lowering(ufunc("floor_divide", operator="//"))
 
 
 remainder_p, remainder = binary_primitive(
@@ -314,6 +401,7 @@ remainder_p, remainder = binary_primitive(
     kinds="iuf",
     doc="``x % y``, with the sign of ``y`` (``numpy.remainder``).",
 )
+remainder_p.def_lowering(ufunc("remainder", operator="%"))
 
 
 __all__ = [

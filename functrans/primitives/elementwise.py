@@ -11,6 +11,14 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
+from functrans.ir import JaxprEqn, Literal
+from functrans.primitives._lowering import (
+    Lowering,
+    LoweringContext,
+    alias,
+    dtype_source,
+    ufunc,
+)
 from functrans.primitives._rules import (
     Reciprocal,
     batch_unary_passthrough,
@@ -34,7 +42,7 @@ from functrans.primitives.arithmetic import (
     sub,
     unary_primitive,
 )
-from functrans.primitives.structural import sum_to_shape
+from functrans.primitives.structural import forward, sum_to_shape
 
 
 def _checked_select(pred: Any, x: Any, y: Any) -> Any:
@@ -88,6 +96,36 @@ sqrt_p, sqrt = unary_primitive("sqrt", np.sqrt, lambda ans, x: div(scalar_like(a
 abs_p, abs = unary_primitive("abs", np.abs, lambda ans, x: sign(x), kinds=None)
 sign_p, sign = unary_primitive("sign", np.sign, kinds=None, zero_derivative=True)
 floor_p, floor = unary_primitive("floor", np.floor, zero_derivative=True)
+exp_p.def_lowering(ufunc("exp"))
+log_p.def_lowering(ufunc("log"))
+log1p_p.def_lowering(ufunc("log1p"))
+expm1_p.def_lowering(ufunc("expm1"))
+tanh_p.def_lowering(ufunc("tanh"))
+sin_p.def_lowering(ufunc("sin"))
+cos_p.def_lowering(ufunc("cos"))
+tan_p.def_lowering(ufunc("tan"))
+atan_p.def_lowering(ufunc("arctan"))
+sqrt_p.def_lowering(ufunc("sqrt"))
+abs_p.def_lowering(ufunc("absolute"))
+sign_p.def_lowering(ufunc("sign"))
+floor_p.def_lowering(ufunc("floor"))
+
+
+@sigmoid_p.def_lowering
+def _sigmoid_lowering(ctx: LoweringContext, eqn: JaxprEqn) -> None:
+    # 1 / (1 + exp(-x)) in place, as the impl computes it and four times faster than
+    # calling it; exp(-x) overflows to inf for very negative x, giving the correct 0,
+    # so the function runs with overflow warnings off.
+    (x,), (out,) = ctx.operands(eqn), eqn.outvars
+    ctx.ignore_overflow()
+    if out.aval.ndim == 0:
+        ctx.assign(out, f"np.reciprocal(np.add(np.exp(np.negative({x})), 1.0))")
+        return
+    o = ctx.assign(out, f"np.negative({x}{ctx.out_buffer(eqn)})")
+    ctx.statement(f"np.exp({o}, out={o})")
+    ctx.statement(f"np.add({o}, 1.0, out={o})")
+    ctx.statement(f"np.reciprocal({o}, out={o})")
+    ctx.own(out)
 
 
 # --- powers --------------------------------------------------------------------------
@@ -122,6 +160,19 @@ def_elementwise_derivatives(integer_pow_p, _integer_pow_partial)
 batch_unary_passthrough(integer_pow_p)
 
 
+def _integer_pow_source(args, eqn, out):
+    (x,), y = args, int(eqn.params["y"])
+    if y == 2:
+        return f"np.multiply({x}, {x}{out})"
+    return f"np.power({x}, {y}{out})"
+
+
+integer_pow_p.def_lowering(Lowering(_integer_pow_source, elementwise=True, out="operand"))
+integer_pow_p.def_simplify(
+    lambda eqn, producers: forward(eqn.invars[0], eqn.outvars[0]) if eqn.params["y"] == 1 else None
+)
+
+
 def _pow_partial_x(ans: Any, x: Any, y: Any) -> Any:
     # d/dx x^y = y x^(y-1), taken as 0 where y == 0: x^0 is constant, also at x = 0
     # (where y x^(y-1) would be 0 * inf). As in JAX.
@@ -141,6 +192,7 @@ pow_p, pow = binary_primitive(
     kinds="iufc",
     doc="``x ** y`` (integers to negative integer powers raise ``ValueError``, as in NumPy).",
 )
+pow_p.def_lowering(ufunc("power"))
 
 
 def _zeros_like(x: Any) -> Any:
@@ -177,6 +229,8 @@ def _tie_split(wins: Any, ties: Any, like: Any) -> Any:
 
 max_p, max = binary_primitive("max", np.maximum, *_minmax_partials(lambda a, b: gt(a, b)))
 min_p, min = binary_primitive("min", np.minimum, *_minmax_partials(lambda a, b: lt(a, b)))
+max_p.def_lowering(ufunc("maximum"))
+min_p.def_lowering(ufunc("minimum"))
 
 
 # --- comparisons: boolean results, no derivative ------------------------------------
@@ -203,6 +257,12 @@ lt_p, lt = _comparison("lt", np.less)
 le_p, le = _comparison("le", np.less_equal)
 gt_p, gt = _comparison("gt", np.greater)
 ge_p, ge = _comparison("ge", np.greater_equal)
+eq_p.def_lowering(ufunc("equal", operator="=="))
+ne_p.def_lowering(ufunc("not_equal", operator="!="))
+lt_p.def_lowering(ufunc("less", operator="<"))
+le_p.def_lowering(ufunc("less_equal", operator="<="))
+gt_p.def_lowering(ufunc("greater", operator=">"))
+ge_p.def_lowering(ufunc("greater_equal", operator=">="))
 
 not_p, logical_not = unary_primitive("not", np.logical_not, kinds="b", zero_derivative=True)
 is_finite_p, is_finite = unary_primitive(
@@ -214,6 +274,10 @@ is_finite_p, is_finite = unary_primitive(
 )
 and_p, logical_and = _comparison("and", np.logical_and)
 or_p, logical_or = _comparison("or", np.logical_or)
+not_p.def_lowering(ufunc("logical_not"))
+is_finite_p.def_lowering(ufunc("isfinite"))
+and_p.def_lowering(ufunc("logical_and"))
+or_p.def_lowering(ufunc("logical_or"))
 
 
 # --- select ---------------------------------------------------------------------------
@@ -262,6 +326,15 @@ def _select_vjp_branch(take_true: bool):
 select_p.def_jvp(_select_jvp)
 select_p.def_vjp(None, _select_vjp_branch(True), _select_vjp_branch(False))
 batch_elementwise(select_p)
+select_p.def_lowering(
+    Lowering(lambda args, eqn, out: f"np.where({', '.join(args)})", elementwise=True)
+)
+
+
+@select_p.def_simplify
+def _select_simplify(eqn, producers):
+    _, x, y = eqn.invars
+    return forward(x, eqn.outvars[0]) if x is y else None
 
 
 # --- dtype conversion -------------------------------------------------------------------
@@ -308,6 +381,40 @@ convert_element_type_p.def_vjp(_convert_vjp)
 batch_unary_passthrough(convert_element_type_p)
 
 
+@convert_element_type_p.def_lowering
+def _convert_lowering(ctx: LoweringContext, eqn: JaxprEqn) -> None:
+    (x,), (out,) = eqn.invars, eqn.outvars
+    new_dtype = np.dtype(eqn.params["new_dtype"])
+    dtype = dtype_source(new_dtype)
+    if dtype is None:  # a dtype generated code does not name
+        return ctx.fallback(eqn)
+    lit = ctx.literal(x)
+    if lit is not None:
+        return ctx.set_literal(out, Literal(new_dtype.type(lit.val)))
+    if x.aval.weak_type and x.aval.ndim == 0 and x.aval.dtype == new_dtype:
+        # A Python scalar already converts to new_dtype wherever NumPy uses it.
+        ctx.share(out, ctx.name(x))
+        return ctx.set_python_scalar(out, dtype)
+    if x.aval.dtype == new_dtype:  # only weakness changes: nothing to compute
+        return ctx.alias(x, out)
+    lazy = ctx.lazy_shape(x)
+    if lazy is not None:  # convert the small operand; stay a lazy broadcast
+        ctx.assign(out, f"np.asarray({ctx.name(x)}, dtype={dtype})")
+        return ctx.set_lazy_shape(out, lazy)
+    if x.aval.ndim:
+        ctx.assign(out, f"{ctx.name(x)}.astype({dtype})")
+        return ctx.own(out)
+    ctx.assign(out, f"np.asarray({ctx.name(x)}, dtype={dtype})")
+    return None
+
+
+@convert_element_type_p.def_simplify
+def _convert_simplify(eqn, producers):
+    (x,), (out,) = eqn.invars, eqn.outvars
+    same = x.aval.dtype == eqn.params["new_dtype"]
+    return forward(x, out) if same and x.aval.weak_type == out.aval.weak_type else None
+
+
 # --- fmod ------------------------------------------------------------------------------
 
 
@@ -328,6 +435,7 @@ fmod_p, fmod = binary_primitive(
     kinds="iuf",
     doc="``x - y * trunc(x / y)``: the remainder with the sign of ``x`` (``numpy.fmod``).",
 )
+fmod_p.def_lowering(ufunc("fmod"))
 
 
 # --- stop_gradient ---------------------------------------------------------------------
@@ -335,6 +443,7 @@ fmod_p, fmod = binary_primitive(
 stop_gradient_p, _stop_gradient = unary_primitive(
     "stop_gradient", lambda x: x, kinds=None, zero_derivative=True
 )
+stop_gradient_p.def_lowering(alias)
 
 
 def stop_gradient(x: Any) -> Any:

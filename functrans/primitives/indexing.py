@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
+from functrans.ir import JaxprEqn
+from functrans.primitives._lowering import LoweringContext, expression, ints_source, view
 from functrans.primitives._rules import OperandRules, batch_size, def_linear, instantiate
 from functrans.primitives.structural import broadcast_batched, move_axis
 
@@ -33,6 +35,11 @@ def_linear(rev_p, lambda g, x, *, dimensions: rev(g, dimensions))
 def _rev_batch(args, dims, *, dimensions):
     (x,), (d,) = args, dims
     return rev(x, tuple(a if a < d else a + 1 for a in dimensions)), d
+
+
+rev_p.def_lowering(
+    view(lambda args, eqn, out: f"np.flip({args[0]}, axis={ints_source(eqn.params['dimensions'])})")
+)
 
 
 # --- slice and pad -------------------------------------------------------------------------
@@ -113,6 +120,18 @@ def _slice_batch(args, dims, *, start_indices, limit_indices, strides):
     return slice(x, start, limit, new_strides), d
 
 
+@slice_p.def_lowering
+@view
+def _slice_lowering(args, eqn, out):
+    p = eqn.params
+    strides = p["strides"] or (1,) * len(p["start_indices"])
+    parts = []
+    for a, b, s in zip(p["start_indices"], p["limit_indices"], strides, strict=True):
+        a, b, s = int(a), int(b), int(s)
+        parts.append(f"{a}:{b}" if s == 1 else f"{a}:{b}:{s}")
+    return f"{args[0]}[{', '.join(parts)}]"
+
+
 pad_p = Primitive("pad")
 
 
@@ -166,6 +185,22 @@ def _pad_batch(args, dims, *, padding_config):
     config = list(padding_config)
     config.insert(d, (0, 0, 0))
     return pad(x, config), d
+
+
+@expression
+def _np_pad(args, eqn, out):
+    widths = tuple((int(lo), int(hi)) for lo, hi, _ in eqn.params["padding_config"])
+    return f"np.pad({args[0]}, {widths!r})"
+
+
+@pad_p.def_lowering
+def _pad_lowering(ctx: LoweringContext, eqn: JaxprEqn) -> None:
+    # np.pad takes neither interior nor negative (cropping) padding, nor a scalar (no
+    # axes to pad): those call the impl.
+    config = eqn.params["padding_config"]
+    if not config or any(i or lo < 0 or hi < 0 for lo, hi, i in config):
+        return ctx.fallback(eqn)
+    return _np_pad(ctx, eqn)
 
 
 # --- concatenate ----------------------------------------------------------------------------
@@ -226,6 +261,13 @@ def _concatenate_jvp(primals, tangents, *, dimension):
 
 concatenate_p.def_jvp(_concatenate_jvp)
 concatenate_p.vjp = OperandRules(_concatenate_vjp_for)
+concatenate_p.def_lowering(
+    expression(
+        lambda args, eqn, out: (
+            f"np.concatenate(({', '.join(args)},), axis={int(eqn.params['dimension'])})"
+        )
+    )
+)
 
 
 @concatenate_p.def_batch
@@ -283,6 +325,7 @@ def _gather_vjp(g, ans, x, *indices):
 
 gather_p.def_jvp(_gather_jvp)
 gather_p.vjp = OperandRules(lambda i: _gather_vjp if i == 0 else None)
+gather_p.def_lowering(view(lambda args, eqn, out: f"{args[0]}[{', '.join(args[1:])}]"))
 
 
 def _batch_iota(size: int, index_shape: tuple[int, ...]) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Primitive, ShapedArray, get_aval
+from functrans.primitives._lowering import Lowering
 from functrans.primitives.arithmetic import def_bilinear, mul
 from functrans.primitives.structural import (
     broadcast_in_dim,
@@ -97,6 +98,12 @@ def _matmul_vjp_rhs(g: Any, x: Any, y: Any) -> Any:
 
 
 def_bilinear(matmul_p, _matmul_vjp_lhs, _matmul_vjp_rhs)
+# Written into a dead temporary of the result's type, never into an operand.
+matmul_p.def_lowering(
+    Lowering(
+        lambda args, eqn, out: f"np.matmul({args[0]}, {args[1]}{out})", out="fresh", operator="@"
+    )
+)
 
 
 @matmul_p.def_batch

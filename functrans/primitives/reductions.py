@@ -13,20 +13,76 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
-from functrans.primitives.arithmetic import div, mul
+from functrans.ir import JaxprEqn, Literal
+from functrans.primitives._lowering import dtype_source, expression
+from functrans.primitives._simplify import new_eqn
+from functrans.primitives.arithmetic import div, mul, mul_p
 from functrans.primitives.elementwise import convert_element_type, eq
 from functrans.primitives.indexing import concatenate, rev, slice
 from functrans.primitives.structural import (
+    broadcast_in_dim_p,
     check_axes,
     expand_reduced,
+    forward,
     kept_dims,
     reduce_sum,
+    reduce_sum_p,
     reduced_shape,
     reduction_primitive,
     reshape,
     sorted_axes,
     transpose,
 )
+
+# --- reduce_sum of a broadcast ---------------------------------------------------------------
+# A rule of reduce_sum (defined in structural.py, below the arithmetic it needs here).
+
+
+@reduce_sum_p.def_simplify
+def _reduce_sum_simplify(eqn, producers):
+    """``reduce_sum`` of a broadcast sums the small operand and scales it by the number
+    of copies, instead of summing the materialised broadcast."""
+    (x,), (out,) = eqn.invars, eqn.outvars
+    axes = eqn.params["axes"]
+    if not axes:
+        return forward(x, out)
+    bcast = producers.get(x)
+    if bcast is None or bcast.primitive is not broadcast_in_dim_p:
+        return None
+    src = bcast.invars[0]
+    shape, dims = bcast.params["shape"], bcast.params["broadcast_dimensions"]
+    dtype = out.aval.dtype
+    if dtype.kind not in "iufc":
+        return None
+    src_axis = {d: i for i, d in enumerate(dims)}
+    factor, src_axes = 1, []
+    for a in axes:
+        i = src_axis.get(a)
+        if i is not None:
+            src_axes.append(i)
+        if i is None or src.aval.shape[i] != shape[a]:
+            factor *= shape[a]
+    eqns = []
+    y = src
+    if src_axes:
+        eqns.append(new_eqn(reduce_sum_p, [y], dict(axes=tuple(sorted(src_axes)))))
+        y = eqns[-1].outvars[0]
+    kept_out = [d for d in range(len(shape)) if d not in axes]
+    new_dims = tuple(kept_out.index(d) for i, d in enumerate(dims) if i not in src_axes)
+    out_shape = out.aval.shape
+    if y.aval.shape != out_shape or new_dims != tuple(range(len(new_dims))):
+        params = dict(shape=out_shape, broadcast_dimensions=new_dims)
+        eqns.append(new_eqn(broadcast_in_dim_p, [y], params))
+        y = eqns[-1].outvars[0]
+    if factor != 1:
+        scale = Literal(dtype.type(factor), ShapedArray((), dtype, out.aval.weak_type))
+        eqns.append(new_eqn(mul_p, [y, scale], {}))
+    if not eqns:
+        return forward(y, out)
+    last = eqns[-1]
+    eqns[-1] = JaxprEqn(last.primitive, last.invars, [out], last.params)
+    return eqns
+
 
 # --- reduce_max / reduce_min ---------------------------------------------------------------
 
@@ -56,8 +112,8 @@ def _def_extremum(prim: Primitive) -> None:
     prim.def_vjp(vjp)
 
 
-reduce_max_p = reduction_primitive("reduce_max", np.max)
-reduce_min_p = reduction_primitive("reduce_min", np.min)
+reduce_max_p = reduction_primitive("reduce_max", np.max, "maximum")
+reduce_min_p = reduction_primitive("reduce_min", np.min, "minimum")
 _def_extremum(reduce_max_p)
 _def_extremum(reduce_min_p)
 
@@ -74,7 +130,7 @@ def reduce_min(x: Any, axes: Sequence[int]) -> Any:
 
 # --- reduce_prod ---------------------------------------------------------------------------
 
-reduce_prod_p = reduction_primitive("reduce_prod", np.prod, keep_dtype=True)
+reduce_prod_p = reduction_primitive("reduce_prod", np.prod, "multiply", keep_dtype=True)
 
 
 def reduce_prod(x: Any, axes: Sequence[int]) -> Any:
@@ -159,6 +215,7 @@ def _arg_reduction(name: str, impl: Any) -> Primitive:
     prim.def_jvp(jvp)
     prim.def_vjp(None)
     prim.differentiable = False
+    prim.def_lowering(expression(_arg_reduction_source(name)))
 
     @prim.def_batch
     def _batch(args, dims, *, axis, index_dtype):
@@ -168,6 +225,17 @@ def _arg_reduction(name: str, impl: Any) -> Primitive:
         return prim.bind(x, axis=new_axis, index_dtype=index_dtype), out_dim
 
     return prim
+
+
+def _arg_reduction_source(name: str):
+    def emit(args, eqn, out):
+        expr = f"{args[0]}.{name}(axis={int(eqn.params['axis'])})"
+        dtype = np.dtype(eqn.params["index_dtype"])
+        if dtype != np.dtype(np.intp):
+            expr += f".astype({dtype_source(dtype)})"
+        return expr
+
+    return emit
 
 
 argmax_p = _arg_reduction("argmax", np.argmax)

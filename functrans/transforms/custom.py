@@ -130,6 +130,7 @@ def _def_call_primitive(name: str) -> Primitive:
     prim.def_impl(lambda *args, call_jaxpr, **_: derived.call_jaxpr(call_jaxpr, *args))
     prim.def_abstract_eval(lambda *avals, call_jaxpr, **_: call_jaxpr.out_avals)
     prim.def_batch(lambda vals, dims, call_jaxpr, **_: _batch_inline(call_jaxpr, vals, dims))
+    prim.call_param = "call_jaxpr"  # jit inlines the function (its rules are for transforms)
     return prim
 
 

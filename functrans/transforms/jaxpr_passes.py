@@ -13,15 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from functrans.core import Primitive
 from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
 from functrans.primitives import broadcast_in_dim_p
+from functrans.primitives._simplify import new_eqn
 
 __all__ = [
     "Atom",
     "compose_broadcasts",
     "dce",
-    "new_eqn",
     "partition_known",
     "prune_consts",
     "simplify_for_display",
@@ -35,15 +34,6 @@ Atom = Var | Literal
 
 def subst(atoms: Sequence[Atom], env: Mapping[Var, Atom]) -> list[Atom]:
     return [env.get(a, a) if type(a) is Var else a for a in atoms]
-
-
-def new_eqn(
-    prim: Primitive, invars: Sequence[Atom], params: dict, out: Var | None = None
-) -> JaxprEqn:
-    """A new single-output equation; its output is ``out`` or a fresh variable."""
-    if out is None:
-        out = Var(prim.abstract_eval(*[a.aval for a in invars], **params))
-    return JaxprEqn(prim, invars, [out], params)
 
 
 def dce(jaxpr: Jaxpr) -> Jaxpr:

@@ -17,27 +17,15 @@ the optimized jaxpr of a ``jit`` call can itself be differentiated and batched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from functrans.core import Primitive, ShapedArray
+from functrans.core import Primitive
 from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
-from functrans.primitives import (
-    add_p,
-    broadcast_in_dim_p,
-    convert_element_type_p,
-    div_p,
-    integer_pow_p,
-    mul_p,
-    neg_p,
-    reduce_sum_p,
-    reshape_p,
-    select_p,
-    sub_p,
-    transpose_p,
-)
+from functrans.primitives import neg_p
+from functrans.primitives._simplify import new_eqn
 from functrans.transforms.jaxpr_passes import (
     Atom,
     compose_broadcasts,
@@ -47,7 +35,6 @@ from functrans.transforms.jaxpr_passes import (
     simplify_for_display,
     uniform_consts,
 )
-from functrans.transforms.jaxpr_passes import new_eqn as _eqn
 from functrans.transforms.jaxpr_passes import subst as _subst
 
 __all__ = [
@@ -113,218 +100,11 @@ def cse(jaxpr: Jaxpr) -> Jaxpr:
 # ---------------------------------------------------------------------------
 # Algebraic simplification
 # ---------------------------------------------------------------------------
-# A rule looks at one equation (operands already renamed) and the equations that
-# produced its operands. It returns None (keep the equation), an atom that replaces
-# its output, or a list of equations whose last one writes the original output.
-
-
-def _scalar_value(a: Atom, producers: Mapping[Var, JaxprEqn]) -> Any:
-    """The value of a scalar literal or of a broadcast of one; otherwise None."""
-    if type(a) is Literal:
-        return a.val
-    eqn = producers.get(a)
-    if eqn is not None and eqn.primitive is broadcast_in_dim_p and type(eqn.invars[0]) is Literal:
-        return eqn.invars[0].val
-    return None
-
-
-def _is_value(a: Atom, producers: Mapping[Var, JaxprEqn], target: int) -> bool:
-    value = _scalar_value(a, producers)
-    return value is not None and not isinstance(value, complex) and value == target
-
-
-def _forward(x: Atom, out: Var) -> Atom | list[JaxprEqn] | None:
-    """Make ``out`` be ``x``: the atom itself when the types agree, a broadcast when ``x``
-    is a scalar standing for a full array, else None (leave the equation alone)."""
-    xa, oa = x.aval, out.aval
-    if xa.dtype != oa.dtype or (xa.weak_type and not oa.weak_type):
-        return None
-    if xa.shape == oa.shape:
-        return x
-    if xa.shape == ():
-        return [_eqn(broadcast_in_dim_p, [x], dict(shape=oa.shape, broadcast_dimensions=()), out)]
-    return None
-
-
-def _simplify_add(eqn, producers):
-    (x, y), (out,) = eqn.invars, eqn.outvars
-    if _is_value(y, producers, 0):
-        return _forward(x, out)
-    if _is_value(x, producers, 0):
-        return _forward(y, out)
-    return None
-
-
-def _simplify_sub(eqn, producers):
-    (x, y), (out,) = eqn.invars, eqn.outvars
-    if _is_value(y, producers, 0):
-        return _forward(x, out)
-    if _is_value(x, producers, 0) and y.aval.shape == out.aval.shape:
-        return [_eqn(neg_p, [y], {}, out)]
-    return None
-
-
-def _simplify_mul(eqn, producers):
-    (x, y), (out,) = eqn.invars, eqn.outvars
-    if _is_value(y, producers, 1):
-        return _forward(x, out)
-    if _is_value(x, producers, 1):
-        return _forward(y, out)
-    return None
-
-
-def _simplify_div(eqn, producers):
-    (x, y), (out,) = eqn.invars, eqn.outvars
-    return _forward(x, out) if _is_value(y, producers, 1) else None
-
-
-def _simplify_neg(eqn, producers):
-    (x,), (out,) = eqn.invars, eqn.outvars
-    inner = producers.get(x)
-    if inner is not None and inner.primitive is neg_p:
-        return _forward(inner.invars[0], out)
-    return None
-
-
-def _simplify_integer_pow(eqn, producers):
-    return _forward(eqn.invars[0], eqn.outvars[0]) if eqn.params["y"] == 1 else None
-
-
-def _simplify_transpose(eqn, producers):
-    (x,), (out,) = eqn.invars, eqn.outvars
-    perm = eqn.params["permutation"]
-    inner = producers.get(x)
-    if inner is not None and inner.primitive is transpose_p:
-        first = inner.params["permutation"]
-        x, perm = inner.invars[0], tuple(first[p] for p in perm)
-    if perm == tuple(range(len(perm))):
-        return _forward(x, out)
-    if x is not eqn.invars[0]:
-        return [_eqn(transpose_p, [x], dict(permutation=perm), out)]
-    return None
-
-
-def _simplify_reshape(eqn, producers):
-    (x,), (out,) = eqn.invars, eqn.outvars
-    inner = producers.get(x)
-    if inner is not None and inner.primitive is reshape_p:
-        x = inner.invars[0]
-    if x.aval.shape == out.aval.shape:
-        return _forward(x, out)
-    if x is not eqn.invars[0]:
-        return [_eqn(reshape_p, [x], dict(new_sizes=out.aval.shape), out)]
-    return None
-
-
-def _simplify_broadcast(eqn, producers):
-    (x,), (out,) = eqn.invars, eqn.outvars
-    dims = eqn.params["broadcast_dimensions"]
-    if x.aval.shape == out.aval.shape and dims == tuple(range(len(dims))):
-        return _forward(x, out)
-    inner = producers.get(x)
-    if inner is not None and inner.primitive is reshape_p:
-        src = inner.invars[0]
-        new_dims = _unit_reshape_dims(src.aval.shape, x.aval.shape, dims, len(out.aval.shape))
-        if new_dims is not None:
-            params = dict(shape=out.aval.shape, broadcast_dimensions=new_dims)
-            return [_eqn(broadcast_in_dim_p, [src], params, out)]
-    return None
-
-
-def _unit_reshape_dims(src_shape, mid_shape, dims, out_rank) -> tuple[int, ...] | None:
-    """Broadcast dimensions for ``src`` when ``mid = reshape(src)`` only adds or drops
-    axes of size 1 and ``mid`` is broadcast with ``dims``; None if there are none."""
-    if [n for n in src_shape if n != 1] != [n for n in mid_shape if n != 1]:
-        return None
-    targets = iter(dims[j] for j, n in enumerate(mid_shape) if n != 1)
-    big = [next(targets) if n != 1 else None for n in src_shape]
-    result, prev = [], -1
-    for i, t in enumerate(big):
-        if t is None:  # a unit axis of src: any free output axis in order will do
-            limit = next((u for u in big[i + 1 :] if u is not None), out_rank)
-            t = prev + 1
-            if t >= limit:
-                return None
-        result.append(t)
-        prev = t
-    return tuple(result)
-
-
-def _simplify_convert(eqn, producers):
-    (x,), (out,) = eqn.invars, eqn.outvars
-    same = x.aval.dtype == eqn.params["new_dtype"]
-    return _forward(x, out) if same and x.aval.weak_type == out.aval.weak_type else None
-
-
-def _simplify_select(eqn, producers):
-    _, x, y = eqn.invars
-    return _forward(x, eqn.outvars[0]) if x is y else None
-
-
-def _simplify_reduce_sum(eqn, producers):
-    """``reduce_sum`` of a broadcast sums the small operand and scales it by the number
-    of copies, instead of summing the materialised broadcast."""
-    (x,), (out,) = eqn.invars, eqn.outvars
-    axes = eqn.params["axes"]
-    if not axes:
-        return _forward(x, out)
-    bcast = producers.get(x)
-    if bcast is None or bcast.primitive is not broadcast_in_dim_p:
-        return None
-    src = bcast.invars[0]
-    shape, dims = bcast.params["shape"], bcast.params["broadcast_dimensions"]
-    dtype = out.aval.dtype
-    if dtype.kind not in "iufc":
-        return None
-    src_axis = {d: i for i, d in enumerate(dims)}
-    factor, src_axes = 1, []
-    for a in axes:
-        i = src_axis.get(a)
-        if i is not None:
-            src_axes.append(i)
-        if i is None or src.aval.shape[i] != shape[a]:
-            factor *= shape[a]
-    eqns = []
-    y = src
-    if src_axes:
-        eqns.append(_eqn(reduce_sum_p, [y], dict(axes=tuple(sorted(src_axes)))))
-        y = eqns[-1].outvars[0]
-    kept_out = [d for d in range(len(shape)) if d not in axes]
-    new_dims = tuple(kept_out.index(d) for i, d in enumerate(dims) if i not in src_axes)
-    out_shape = out.aval.shape
-    if y.aval.shape != out_shape or new_dims != tuple(range(len(new_dims))):
-        eqns.append(
-            _eqn(broadcast_in_dim_p, [y], dict(shape=out_shape, broadcast_dimensions=new_dims))
-        )
-        y = eqns[-1].outvars[0]
-    if factor != 1:
-        scale = Literal(dtype.type(factor), ShapedArray((), dtype, out.aval.weak_type))
-        eqns.append(_eqn(mul_p, [y, scale], {}))
-    if not eqns:
-        return _forward(y, out)
-    last = eqns[-1]
-    eqns[-1] = JaxprEqn(last.primitive, last.invars, [out], last.params)
-    return eqns
-
-
-_SIMPLIFY = {
-    add_p: _simplify_add,
-    sub_p: _simplify_sub,
-    mul_p: _simplify_mul,
-    div_p: _simplify_div,
-    neg_p: _simplify_neg,
-    integer_pow_p: _simplify_integer_pow,
-    transpose_p: _simplify_transpose,
-    reshape_p: _simplify_reshape,
-    broadcast_in_dim_p: _simplify_broadcast,
-    convert_element_type_p: _simplify_convert,
-    select_p: _simplify_select,
-    reduce_sum_p: _simplify_reduce_sum,
-}
 
 
 def simplify(jaxpr: Jaxpr) -> Jaxpr:
-    """Algebraic simplification of what autodiff and vmap emit: ``x * 1``, ``x + 0``,
+    """Algebraic simplification of what autodiff and vmap emit, by each primitive's
+    ``simplify`` rule (``functrans.primitives._simplify``): ``x * 1``, ``x + 0``,
     ``x - 0``, ``x / 1``, ``-(-x)``, transposes of transposes, reshapes
     of reshapes, no-op reshapes, broadcasts and dtype conversions, ``select(p, x, x)``,
     and ``reduce_sum`` of a broadcast (a sum of the operand, scaled)."""
@@ -337,7 +117,7 @@ def simplify(jaxpr: Jaxpr) -> Jaxpr:
         if invars != eqn.invars:
             eqn = JaxprEqn(eqn.primitive, invars, eqn.outvars, eqn.params)
             changed = True
-        rule = _SIMPLIFY.get(eqn.primitive)
+        rule = eqn.primitive.simplify
         result = None if rule is None else rule(eqn, producers)
         if result is None:
             new = [eqn]
@@ -386,46 +166,34 @@ def sink_negations(jaxpr: Jaxpr) -> Jaxpr:
     eqns: list[JaxprEqn] = []
     moved = False
 
-    def emit(eqn: JaxprEqn, invars: list[Atom], prim: Primitive, negate: bool) -> None:
+    def emit(eqn: JaxprEqn, prim: Primitive, invars: list[Atom], negate: bool) -> None:
         out = eqn.outvars[0]
         if not negate:
             eqns.append(JaxprEqn(prim, invars, [out], eqn.params))
             return
         inner = JaxprEqn(prim, invars, [Var(out.aval)], eqn.params)
-        eqns.extend([inner, _eqn(neg_p, inner.outvars, {}, out)])
+        eqns.extend([inner, new_eqn(neg_p, inner.outvars, {}, out)])
         if out in absorbable:
             negated[out] = inner.outvars[0]
 
     for eqn in jaxpr.eqns:
         invars = _subst(eqn.invars, env)
-        prim = eqn.primitive
+        sink = eqn.primitive.rules.get("negation_sink")
         signs = [type(a) is Var and a in negated for a in invars]
-        if prim not in _NEGATION_SINKS or not any(signs):
+        if sink is None or not any(signs):
             if invars != eqn.invars:
-                eqn = JaxprEqn(prim, invars, eqn.outvars, eqn.params)
+                eqn = JaxprEqn(eqn.primitive, invars, eqn.outvars, eqn.params)
             eqns.append(eqn)
-            if prim is neg_p and eqn.outvars[0] in absorbable:
+            if sink is not None and sink.negation and eqn.outvars[0] in absorbable:
                 negated[eqn.outvars[0]] = invars[0]
             continue
         moved = True
         plain = [negated[a] if sign else a for a, sign in zip(invars, signs, strict=True)]
-        if prim is neg_p:  # -(-x)
-            env[eqn.outvars[0]] = plain[0]
-        elif prim is add_p or prim is sub_p:
-            x, y = plain
-            neg_x, neg_y = signs[0], signs[1] != (prim is sub_p)  # x ± y as x + (±y)
-            if neg_x and neg_y:
-                emit(eqn, [x, y], add_p, negate=True)  # -x - y = -(x + y)
-            elif neg_x:
-                emit(eqn, [y, x], sub_p, negate=False)  # -x + y = y - x
-            else:
-                emit(eqn, [x, y], sub_p if neg_y else add_p, negate=False)
-        else:  # mul, div, sums and moves of elements: the sign comes out
-            negate = sum(signs) % 2 == 1
-            for i, a in enumerate(plain):
-                if negate and type(a) is Literal:
-                    plain[i], negate = Literal(-a.val, a.aval), False
-            emit(eqn, plain, prim, negate)
+        result = sink.rewrite(eqn, plain, signs)
+        if isinstance(result, tuple):
+            emit(eqn, *result)
+        else:  # -(-x)
+            env[eqn.outvars[0]] = result
     if not moved:
         return jaxpr
     return Jaxpr(jaxpr.constvars, jaxpr.invars, _subst(jaxpr.outvars, env), eqns)
@@ -437,21 +205,10 @@ def _absorbable(jaxpr: Jaxpr, uses: Mapping[Var, int]) -> set[Var]:
     whose own output is absorbable."""
     found: set[Var] = set()
     for eqn in reversed(jaxpr.eqns):
-        prim = eqn.primitive
-        if prim not in _NEGATION_SINKS:
-            continue
-        takes = prim in (add_p, sub_p, neg_p) or eqn.outvars[0] in found
-        if prim in (mul_p, div_p):
-            takes = takes or any(type(a) is Literal for a in eqn.invars)
-        if takes:
+        sink = eqn.primitive.rules.get("negation_sink")
+        if sink is not None and (eqn.outvars[0] in found or sink.absorbs(eqn)):
             found.update(a for a in eqn.invars if type(a) is Var and uses.get(a, 0) == 1)
     return found
-
-
-_NEGATION_SINKS = {
-    *(neg_p, add_p, sub_p, mul_p, div_p, reduce_sum_p),
-    *(reshape_p, broadcast_in_dim_p, transpose_p),
-}
 
 
 # ---------------------------------------------------------------------------
@@ -471,7 +228,7 @@ def fold_constants(closed: ClosedJaxpr, max_size: int = 1 << 16) -> ClosedJaxpr:
     for eqn in jaxpr.eqns:
         invars = _subst(eqn.invars, env)
         foldable = (
-            eqn.primitive is not broadcast_in_dim_p
+            eqn.primitive.rules.get("foldable", True)
             and eqn.primitive.impl is not None
             and all(type(a) is Literal or a in known for a in invars)
             and all(v.aval.size <= max_size for v in eqn.outvars)
@@ -504,12 +261,18 @@ def fold_constants(closed: ClosedJaxpr, max_size: int = 1 << 16) -> ClosedJaxpr:
     return prune_consts(ClosedJaxpr(Jaxpr(constvars, jaxpr.invars, outvars, eqns), consts))
 
 
-def inline_calls(closed: ClosedJaxpr, calls: Mapping[Primitive, str]) -> ClosedJaxpr:
-    """Replace each equation of a call primitive in ``calls`` (primitive -> name of the
-    param holding its ``ClosedJaxpr``, whose invars are the call's operands) by the
-    equations of its jaxpr, recursively."""
+def _call_param(prim: Primitive, calls: Collection[Primitive] | None) -> str | None:
+    if calls is None or prim in calls:
+        return prim.call_param
+    return None
+
+
+def inline_calls(closed: ClosedJaxpr, calls: Collection[Primitive] | None = None) -> ClosedJaxpr:
+    """Replace each equation of a call primitive in ``calls`` (by default every
+    primitive with a ``call_param``: the param holding its ``ClosedJaxpr``, whose
+    invars are the call's operands) by the equations of its jaxpr, recursively."""
     jaxpr = closed.jaxpr
-    if not any(e.primitive in calls for e in jaxpr.eqns):
+    if not any(_call_param(e.primitive, calls) for e in jaxpr.eqns):
         return closed
     constvars, consts = list(jaxpr.constvars), list(closed.consts)
     eqns: list[JaxprEqn] = []
@@ -517,7 +280,7 @@ def inline_calls(closed: ClosedJaxpr, calls: Mapping[Primitive, str]) -> ClosedJ
     def copy(source: Sequence[JaxprEqn], env: dict[Var, Atom], fresh: bool) -> None:
         for eqn in source:
             invars = _subst(eqn.invars, env)
-            param = calls.get(eqn.primitive)
+            param = _call_param(eqn.primitive, calls)
             if param is None:
                 outvars = eqn.outvars
                 if fresh:
@@ -542,23 +305,13 @@ def inline_calls(closed: ClosedJaxpr, calls: Mapping[Primitive, str]) -> ClosedJ
 
 
 # ---------------------------------------------------------------------------
-# Known / unknown partition (the forward / backward split of reverse mode)
-# ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------
 
 
-def optimize(
-    closed: ClosedJaxpr, inline: Mapping[Primitive, str] | None = None, rounds: int = 4
-) -> ClosedJaxpr:
-    """Inline the calls in ``inline``, then fold constants, simplify, sink negations,
-    merge common subexpressions and drop dead code until the program stops
-    shrinking."""
-    if inline:
-        closed = inline_calls(closed, inline)
+def optimize(closed: ClosedJaxpr, rounds: int = 4) -> ClosedJaxpr:
+    """Fold constants, simplify, sink negations, merge common subexpressions and drop
+    dead code until the program stops shrinking."""
     closed = uniform_consts(closed)
     for _ in range(rounds):
         size = len(closed.jaxpr.eqns)

@@ -8,12 +8,12 @@ Two paths:
   in its cache and runs the compiled function. On a miss it traces, optimizes and
   compiles first.
 * Called with a tracer of another transform, it binds one ``jit`` equation holding
-  its jaxpr. The ``jit`` primitive's rules recurse into that jaxpr: JVP and batching
-  trace the JVP / batched jaxpr once (cached) and bind ``jit`` again; reverse mode
-  splits the VJP into a forward jaxpr (outputs and residuals) and a backward jaxpr
-  (residuals and cotangents to input cotangents), so ``grad(jit(f))`` runs compiled
-  code both ways. When an enclosing ``jit`` is being staged, inner ``jit``
-  equations are inlined into it.
+  its jaxpr, whose rules (``primitive.py``) differentiate and batch it.
+
+This module is the front end (the cache). The backend, one module per idea:
+``signature.py`` (the cache key of a call), ``primitive.py`` (``jit_p`` and its
+rules), ``passes.py`` (the optimizer), ``codegen.py`` (the emitter, which reads each
+primitive's ``lowering`` slot) and ``buffers.py`` (which buffers it may reuse).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import functools
 import inspect
 import itertools
 import logging
-import operator
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -31,247 +30,21 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from functrans.config import config
-from functrans.core import PYTHON_SCALARS, Primitive, ShapedArray, Tracer, Zero, get_aval
+from functrans.core import PYTHON_SCALARS, Tracer
 from functrans.ir import ClosedJaxpr, Jaxpr
-from functrans.primitives import convert_element_type
-from functrans.transforms import codegen
-from functrans.transforms.derived import VJPSplit, batch_jaxpr, cached, jvp_jaxpr, vjp_partition
-from functrans.transforms.optimize import inline_calls, optimize
+from functrans.transforms.jit import codegen
+from functrans.transforms.jit.primitive import jit_p, optimized
+from functrans.transforms.jit.signature import aval_key, flatten_fast, unflattener
 from functrans.transforms.staging import abstractify, trace_to_jaxpr
 from functrans.tree_util import PyTreeDef, tree_flatten, tree_unflatten
 
-__all__ = ["CacheInfo", "Jitted", "jit", "jit_p"]
+__all__ = ["CACHE_MAXSIZE", "CacheInfo", "Jitted", "jit", "jit_p"]
 
 logger = logging.getLogger("functrans.jit")
-
-jit_p = Primitive("jit", multiple_results=True)
-_INLINE = {jit_p: "jaxpr"}
-codegen.CALLS[jit_p] = "jaxpr"
-
-
-def _optimized(closed: ClosedJaxpr) -> ClosedJaxpr:
-    closed = inline_calls(closed, _INLINE)
-    return optimize(closed) if config.jit_optimize else closed
-
-
-# ---------------------------------------------------------------------------
-# The jit primitive
-# ---------------------------------------------------------------------------
-
-
-@jit_p.def_impl
-def _jit_impl(*args: Any, jaxpr: ClosedJaxpr, name: str) -> tuple:
-    return codegen.compiled(jaxpr).fn(*args)
-
-
-@jit_p.def_abstract_eval
-def _jit_abstract_eval(*avals: ShapedArray, jaxpr: ClosedJaxpr, name: str) -> list[ShapedArray]:
-    expected = jaxpr.in_avals
-    if len(avals) != len(expected) or any(
-        a.shape != b.shape or a.dtype != b.dtype for a, b in zip(avals, expected, strict=True)
-    ):
-        got = ", ".join(a.str_short() for a in avals)
-        want = ", ".join(a.str_short() for a in expected)
-        raise TypeError(f"jit({name}): called with ({got}) but staged for ({want})")
-    return jaxpr.out_avals
-
-
-def _jit_jvp(primals, tangents, *, jaxpr: ClosedJaxpr, name: str):
-    nonzero = tuple(type(t) is not Zero for t in tangents)
-    jvp_closed, out_nonzero = cached(
-        jaxpr, ("jvp", nonzero), lambda: _derive(jvp_jaxpr, jaxpr, nonzero, name=f"jvp({name})")
-    )
-    tans = [t for t in tangents if type(t) is not Zero]
-    outs = jit_p.bind(*primals, *tans, jaxpr=jvp_closed, name=f"jvp({name})")
-    n = len(jaxpr.out_avals)
-    rest = iter(outs[n:])
-    tangents_out = [
-        next(rest) if nz else Zero(aval.strip_weak_type())
-        for nz, aval in zip(out_nonzero, jaxpr.out_avals, strict=True)
-    ]
-    return list(outs[:n]), tangents_out
-
-
-def _jit_batch(vals, dims, *, jaxpr: ClosedJaxpr, name: str):
-    dims = tuple(dims)
-    size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
-    batched, out_dims = cached(
-        jaxpr,
-        ("batch", size, dims),
-        lambda: _derive(batch_jaxpr, jaxpr, size, dims, name=f"vmap({name})"),
-    )
-    return jit_p.bind(*vals, jaxpr=batched, name=f"vmap({name})"), list(out_dims)
-
-
-def _derive(transform: Callable, closed: ClosedJaxpr, *args: Any, name: str):
-    derived, info = transform(closed, *args, name=name)
-    return _optimized(derived), tuple(info)
-
-
-def _jit_reverse(parent, primals, positions, params):
-    closed, name = params["jaxpr"], params["name"]
-    split = cached(closed, ("vjp", positions), lambda: _vjp_split(closed, positions, name))
-    n = len(closed.out_avals)
-    fwd_params = dict(jaxpr=split.fwd, name=f"{name}_fwd")
-    outs_and_res = parent.process_primitive(jit_p, primals, fwd_params)
-    outs, residuals = list(outs_and_res[:n]), list(outs_and_res[n:])
-    out_avals = closed.out_avals
-
-    def backward(g):  # one cotangent (or None) per output
-        cts = [_as_cotangent(c, a) for c, a in zip(g, out_avals, strict=True) if _is_float(a)]
-        in_cts = iter(jit_p.bind(*residuals, *cts, jaxpr=split.bwd, name=f"{name}_bwd"))
-        return [next(in_cts) if nz else None for nz in split.ct_nonzero]
-
-    return outs, backward
-
-
-def _is_float(aval: ShapedArray) -> bool:
-    return aval.dtype.kind in "fc"
-
-
-def _as_cotangent(ct: Any, aval: ShapedArray) -> Any:
-    """The cotangent of an output of type ``aval``, as the backward jaxpr takes it."""
-    if ct is None:
-        return np.zeros(aval.shape, aval.dtype)
-    if get_aval(ct).dtype != aval.dtype:
-        return convert_element_type(ct, aval.dtype)
-    return ct
-
-
-def _vjp_split(closed: ClosedJaxpr, positions: tuple[int, ...], name: str) -> VJPSplit:
-    """The forward and backward jaxprs of reverse mode with respect to the inputs at
-    ``positions`` (cotangents flow from the floating outputs)."""
-    diff_in = [i in positions for i in range(len(closed.in_avals))]
-    ct_mask = [_is_float(a) for a in closed.out_avals]
-    split = vjp_partition(closed, diff_in, ct_mask, f"vjp({name})")
-    if config.jit_optimize:
-        split = split._replace(fwd=optimize(split.fwd), bwd=optimize(split.bwd))
-    return split
-
-
-jit_p.def_jvp(_jit_jvp)
-jit_p.def_batch(_jit_batch)
-jit_p.reverse = _jit_reverse
-
-
-# ---------------------------------------------------------------------------
-# Call signatures
-# ---------------------------------------------------------------------------
 
 # Signatures one jitted function keeps compiled. A function called with ever new
 # shapes (say, sequences of every length) would otherwise hold on to all of them.
 CACHE_MAXSIZE = 1024
-
-_WEAK_KEY = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
-
-
-def _aval_key(aval: ShapedArray) -> tuple:
-    if aval.weak_type:
-        if aval.shape == () and aval.dtype == get_aval(_WEAK_KEY[aval.dtype.kind]()).dtype:
-            return (_WEAK_KEY[aval.dtype.kind],)
-        return ("weak", aval.shape, aval.dtype)
-    return (aval.shape, aval.dtype)
-
-
-_ndarray, _generic = np.ndarray, np.generic
-
-
-def _flatten_fast(xs: Any, leaves: list, key: list) -> int:
-    """Leaves and a signature key for trees of tuples, lists, dicts and None. Returns
-    1 if a leaf is a tracer, 0 if none is, -1 for anything it does not handle.
-    (This is the cache-hit path: every attribute lookup counts.)"""
-    status = 0
-    leaf, item = leaves.append, key.append
-    for x in xs:
-        t = type(x)
-        if t is _ndarray:
-            leaf(x)
-            item(x.shape)
-            item(x.dtype)
-            continue
-        if t is dict:
-            try:
-                names = sorted(x)
-            except TypeError:
-                return -1
-            item(tuple(names))
-            children = map(x.__getitem__, names)
-        elif t is tuple or t is list:
-            item(t)
-            item(len(x))
-            children = x
-        else:
-            children = None
-        if children is not None:
-            for v in children:  # arrays inline; anything else recursively
-                if type(v) is _ndarray:
-                    leaf(v)
-                    item(v.shape)
-                    item(v.dtype)
-                else:
-                    s = _flatten_fast((v,), leaves, key)
-                    if s < 0:
-                        return s
-                    status |= s
-        elif t is float or t is int or t is bool or t is complex:
-            leaf(x)
-            item(t)
-        elif x is None:
-            item(None)
-        elif isinstance(x, Tracer):
-            leaf(x)
-            key.extend(_aval_key(x.aval))
-            status = 1
-        elif isinstance(x, _generic):
-            leaf(x)
-            item(())
-            item(x.dtype)
-        else:
-            return -1
-    return status
-
-
-def _unflattener(tree: PyTreeDef) -> Callable[[tuple], Any] | None:
-    """A function from the compiled function's output tuple to the output pytree
-    (``None``: the tuple itself is the output). Tuples, lists, dicts, namedtuples and
-    None are built by one generated expression; dict keys and namedtuple classes are
-    bound as constants (no user text goes into the source)."""
-    if tree.node_type is None:
-        return operator.itemgetter(0)
-    if tree.node_type is tuple and all(c.node_type is None for c in tree.children):
-        return None
-    counter = iter(range(tree.num_leaves))
-    constants: dict[str, Any] = {}
-
-    def constant(value: Any) -> str:
-        name = f"c{len(constants)}"
-        constants[name] = value
-        return name
-
-    def expr(t: PyTreeDef) -> str | None:
-        if t.node_type is None:
-            return f"t[{next(counter)}]"
-        if t.node_type is type(None):
-            return "None"
-        parts = [expr(c) for c in t.children]
-        if any(p is None for p in parts):
-            return None
-        inner = ", ".join(parts) + ("," if len(parts) == 1 else "")
-        if t.node_type is tuple:
-            return f"({inner})"
-        if t.node_type is list:
-            return f"[{inner}]"
-        if t.node_type is dict:  # a display: faster than dict(zip(...))
-            items = (f"{constant(k)}: {p}" for k, p in zip(t.aux, parts, strict=True))
-            return "{" + ", ".join(items) + "}"
-        if issubclass(t.node_type, tuple) and hasattr(t.node_type, "_fields"):
-            return f"{constant(t.node_type)}({inner})"
-        return None  # a registered class: its own unflatten function
-
-    source = expr(tree)
-    if source is None:
-        return functools.partial(tree_unflatten, tree)
-    return eval(f"lambda t: {source}", constants)
 
 
 class CacheInfo(NamedTuple):
@@ -293,7 +66,7 @@ class _Entry:
         self.closed = closed
         self.out_tree = out_tree
         self.fn: Callable[..., tuple] | None = None
-        self.unflatten = _unflattener(out_tree)
+        self.unflatten = unflattener(out_tree)
 
 
 # ---------------------------------------------------------------------------
@@ -340,7 +113,7 @@ class Jitted:
             return self._call_general(args, kwargs)
         leaves: list = []
         key: list = [len(args)]
-        status = _flatten_fast(args, leaves, key)
+        status = flatten_fast(args, leaves, key)
         if status < 0:
             return self._call_general(args, kwargs)
         signature = tuple(key)
@@ -366,7 +139,7 @@ class Jitted:
         if not kwargs and not self._has_static:
             leaves: list = []
             key: list = [len(args)]
-            if _flatten_fast(args, leaves, key) >= 0:
+            if flatten_fast(args, leaves, key) >= 0:
                 return tuple(key), leaves, None
         return self._signature(args, kwargs)
 
@@ -388,7 +161,7 @@ class Jitted:
             if type(x) is not np.ndarray and isinstance(x, np.ndarray):
                 x = leaves[i] = np.asarray(x)  # ndarray subclasses
             if isinstance(x, (np.ndarray, np.generic, Tracer, *PYTHON_SCALARS)):
-                key.extend(_aval_key(abstractify(x)))
+                key.extend(aval_key(abstractify(x)))
                 continue
             raise TypeError(
                 f"jit({self._name}): {self._leaf_labels(args, kwargs)[i]} is a "
@@ -484,7 +257,7 @@ class Jitted:
         if extra:  # closed over tracers of an enclosing transform: explicit arguments
             jaxpr = Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
             extra, consts = consts, []
-        closed = _optimized(ClosedJaxpr(jaxpr, consts))
+        closed = optimized(ClosedJaxpr(jaxpr, consts))
         entry = _Entry(closed, out_trees[0])
         with self._count_lock:
             self._misses += 1
