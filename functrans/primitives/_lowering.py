@@ -27,6 +27,7 @@ __all__ = [
     "LoweringContext",
     "alias",
     "axis_source",
+    "call_impl",
     "dtype_source",
     "expression",
     "ints_source",
@@ -174,6 +175,12 @@ def expression(emit: Callable[[list[str], JaxprEqn, str], str]) -> Lowering:
 def view(emit: Callable[[list[str], JaxprEqn, str], str]) -> Lowering:
     """An expression whose result shares operand 0's memory (``x.T``, ``x[1:3]``)."""
     return Lowering(emit, result="view")
+
+
+def call_impl(ctx: LoweringContext, eqn: JaxprEqn) -> None:
+    """The lowering of a primitive whose ``impl`` is already one vectorised NumPy
+    kernel with no shorter spelling (``erf``): the generated code calls the impl."""
+    ctx.fallback(eqn)
 
 
 # The identity (``stop_gradient``): the result is the operand, under the same name.
