@@ -14,6 +14,7 @@ from functrans import (  # noqa: F401
     nn,
     numpy,  # noqa: F401  (also attaches NumPy operators to tracers)
     optim,
+    scipy,
     test_util,
     tree_util,
     viz,

@@ -377,6 +377,7 @@ for _name, _sampler in [
     ("cos", real),
     ("tan", uniform(-1.2, 1.2)),
     ("atan", real),
+    ("erf", uniform(-3.0, 3.0)),
     ("sqrt", uniform(0.3, 3.0)),
     ("abs", away_from_zero),
     ("sign", away_from_zero),

@@ -20,7 +20,7 @@ def _ours() -> list[Primitive]:
 
 def test_the_registry_holds_every_primitive_functrans_defines():
     names = {p.name for p in _ours()}
-    for expected in ("add", "matmul", "broadcast_in_dim", "reduce_sum", "cond", "jit"):
+    for expected in ("add", "matmul", "broadcast_in_dim", "reduce_sum", "erf", "cond", "jit"):
         assert expected in names
     assert {p.name for p in all_primitives()} <= names
 
