@@ -16,9 +16,24 @@ derivatives need no extra code. ``docs/extending.md`` walks through ``erf``.
 >>> ft.vmap(cube)(np.arange(3.0))
 array([0., 1., 8.])
 >>> extend.check_grads(cube, (np.array([0.5, -1.5]),), order=2)
+>>> _ = cube_p.def_lowering(extend.expression(lambda args, eqn, out: f"{args[0]} ** 3"))
+>>> print(ft.jit(cube).source(np.ones(2)))
+def jitted(a):
+    b = a ** 3
+    return (b,)
 """
 
 from functrans.core import Primitive, ShapedArray, Zero, registered_primitives
+from functrans.primitives._lowering import (
+    Lowering,
+    LoweringContext,
+    alias,
+    call_impl,
+    dtype_source,
+    expression,
+    ufunc,
+    view,
+)
 from functrans.primitives._rules import (
     OperandRules,
     Reciprocal,
@@ -49,17 +64,21 @@ from functrans.test_util import check_grads, check_jvp, check_vjp
 from functrans.transforms.custom import custom_jvp, custom_vjp
 
 __all__ = [
+    "Lowering",
+    "LoweringContext",
     "OperandRules",
     "Primitive",
     "Reciprocal",
     "ShapedArray",
     "Zero",
     "add_tangents",
+    "alias",
     "batch_elementwise",
     "batch_size",
     "batch_unary_passthrough",
     "binary_primitive",
     "broadcast_batched",
+    "call_impl",
     "check_grads",
     "check_jvp",
     "check_vjp",
@@ -69,13 +88,17 @@ __all__ = [
     "def_elementwise_derivatives",
     "def_linear",
     "def_zero_derivative",
+    "dtype_source",
     "elementwise_abstract_eval",
     "expand_reduced",
+    "expression",
     "instantiate",
     "move_axis",
     "reduction_primitive",
     "registered_primitives",
     "scalar_like",
     "sum_to_shape",
+    "ufunc",
     "unary_primitive",
+    "view",
 ]
