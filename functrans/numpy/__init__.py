@@ -26,7 +26,7 @@ The modules, each importing only those before it: ``_dtypes`` (dtype names, NEP 
 promotion), ``_abstract_eval`` and ``_dispatch`` (the eager twin of every function,
 eager error messages, NumPy's dispatch protocols), ``_operands`` (arguments as
 promoted, broadcast operands; axes), the families ``elementwise``, ``reductions``,
-``shapes``, ``creation``, ``indexing`` and ``linalg``, and ``_tracer_methods``.
+``shapes``, ``creation``, ``indexing`` and ``products``, and ``_tracer_methods``.
 """
 
 from functrans.numpy import _tracer_methods
@@ -118,7 +118,7 @@ from functrans.numpy.elementwise import (
     where,
 )
 from functrans.numpy.indexing import take, take_along_axis
-from functrans.numpy.linalg import diagonal, dot, einsum, matmul, outer, tensordot, trace
+from functrans.numpy.products import diagonal, dot, einsum, matmul, outer, tensordot, trace
 from functrans.numpy.reductions import (
     all,
     amax,

@@ -36,7 +36,7 @@ from functrans.numpy.elementwise import (
     true_divide,
 )
 from functrans.numpy.indexing import getitem, take
-from functrans.numpy.linalg import diagonal, dot, matmul, trace
+from functrans.numpy.products import diagonal, dot, matmul, trace
 from functrans.numpy.shapes import _flattened, ravel, reshape, squeeze, swapaxes, transpose
 
 

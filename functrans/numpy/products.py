@@ -1,4 +1,4 @@
-"""Linear algebra: ``matmul``, ``dot``, ``outer``, ``tensordot``, ``einsum``,
+"""Products: ``matmul``, ``dot``, ``outer``, ``tensordot``, ``einsum``,
 ``diagonal`` and ``trace``, lowered to the strict ``matmul`` primitive.
 
 A contraction (``dot_general``) is a transpose that groups each operand's axes into
