@@ -66,12 +66,13 @@ def sigmoid(x: Any) -> Any:
 
 
 def relu(x: Any) -> Any:
-    """``max(x, 0)``, with derivative 0 at 0 (as in JAX and PyTorch).
+    """``max(x, 0)``, with derivative 0 at 0 (as in JAX and PyTorch); a NaN stays NaN,
+    as with ``numpy.maximum``.
 
-    >>> relu(np.array([-2.0, 0.0, 3.0]))
-    array([0., 0., 3.])
+    >>> relu(np.array([-2.0, 0.0, 3.0, np.nan]))
+    array([ 0.,  0.,  3., nan])
     """
-    return fnp.where(fnp.greater(x, 0), x, 0)
+    return fnp.where(fnp.less_equal(x, 0), 0, x)
 
 
 def tanh(x: Any) -> Any:

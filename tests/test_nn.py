@@ -85,6 +85,17 @@ def test_elementwise_finite_with_finite_gradients_at_extremes(name):
     assert np.isfinite(grads).all(), (name, grads)
 
 
+@pytest.mark.parametrize("name", ["sigmoid", "softplus", "log_sigmoid", "tanh", "relu"])
+def test_nan_and_infinities_come_out_as_numpy_gives_them(name):
+    # NaN in, NaN out: an activation built on ``where`` must not swallow it.
+    fun, ref = ACTIVATIONS[name]
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0])
+    with np.errstate(all="ignore"):
+        want = ref(x)
+    for f in (fun, ft.jit(fun)):
+        np.testing.assert_array_equal(f(x), want)
+
+
 def test_sigmoid_limits_and_exact_gradients():
     np.testing.assert_array_equal(nn.sigmoid(np.array([-1000.0, 1000.0])), [0.0, 1.0])
     assert float(ft.grad(nn.sigmoid)(1000.0)) == 0.0
