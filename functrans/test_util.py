@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from functrans.core import Tracer
-from functrans.transforms.ad import jvp, vjp
+from functrans.transforms.autodiff.forward import jvp
+from functrans.transforms.autodiff.reverse import vjp
 from functrans.tree_util import tree_flatten, tree_leaves, tree_unflatten
 
 __all__ = ["check_grads", "check_jvp", "check_vjp"]

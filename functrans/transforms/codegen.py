@@ -49,7 +49,7 @@ import numpy as np
 from functrans import primitives as P
 from functrans.core import Primitive
 from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var, var_names
-from functrans.transforms.custom import custom_jvp_call_p, custom_vjp_call_p
+from functrans.transforms.autodiff.custom import custom_jvp_call_p, custom_vjp_call_p
 
 __all__ = [
     "CALLS",

@@ -35,7 +35,8 @@ from functrans.core import PYTHON_SCALARS, Primitive, ShapedArray, Tracer, Zero,
 from functrans.ir import ClosedJaxpr, Jaxpr
 from functrans.primitives import convert_element_type
 from functrans.transforms import codegen
-from functrans.transforms.derived import VJPSplit, batch_jaxpr, cached, jvp_jaxpr, vjp_partition
+from functrans.transforms.batching import batch_jaxpr
+from functrans.transforms.derived import VJPSplit, cached, jvp_jaxpr, vjp_partition
 from functrans.transforms.optimize import inline_calls, optimize
 from functrans.transforms.staging import abstractify, trace_to_jaxpr
 from functrans.tree_util import PyTreeDef, tree_flatten, tree_unflatten
