@@ -47,6 +47,7 @@ __all__ = [
     "static_argnames_tuple",
     "static_argnums_tuple",
     "substitute",
+    "to_numpy_scalar",
     "weak_inputs",
 ]
 
@@ -120,14 +121,19 @@ def substitute(args: Sequence[Any], positions: Sequence[int], values: Sequence[A
 
 
 def argnums_partial(
-    fun: Callable, args: Sequence[Any], positions: Sequence[int], kwargs: dict | None = None
+    fun: Callable,
+    args: Sequence[Any],
+    positions: Sequence[int],
+    in_tree: PyTreeDef,
+    kwargs: dict | None = None,
 ) -> Callable:
-    """``fun`` as a function of its arguments at ``positions`` (in that order), the other
-    arguments and ``kwargs`` fixed to the values of this call."""
+    """``fun`` as a function of the leaves of its arguments at ``positions`` (a list of
+    them has the structure ``in_tree``), the other arguments and ``kwargs`` fixed to the
+    values of this call."""
     kwargs = kwargs or {}
 
-    def partial_fun(*values: Any) -> Any:
-        return fun(*substitute(args, positions, values), **kwargs)
+    def partial_fun(*leaves: Any) -> Any:
+        return fun(*substitute(args, positions, tree_unflatten(in_tree, leaves)), **kwargs)
 
     return partial_fun
 
@@ -185,7 +191,7 @@ def argnum_positions(
                 f"{what}: {label} {argnums}: {n} is out of range for a call with {nargs} "
                 "positional arguments"
             )
-    return tuple(n % nargs for n in argnums)
+    return tuple([n % nargs for n in argnums])
 
 
 # ---------------------------------------------------------------------------
@@ -212,13 +218,14 @@ def as_array_arg(x: Any, what: str) -> Any:
     )
 
 
+def to_numpy_scalar(x: Any) -> Any:
+    """A Python number as the NumPy scalar of its default dtype; anything else as it is."""
+    return np.asarray(x)[()] if isinstance(x, PYTHON_SCALARS) else x
+
+
 def as_input(x: Any, what: str) -> Any:
-    """An array argument as a value the transforms differentiate: a Python number
-    becomes the NumPy scalar of its default dtype."""
-    x = as_array_arg(x, what)
-    if isinstance(x, PYTHON_SCALARS):
-        return np.asarray(x)[()]
-    return x
+    """An array argument as a value the transforms differentiate (``to_numpy_scalar``)."""
+    return to_numpy_scalar(as_array_arg(x, what))
 
 
 def abstractify(x: Any) -> ShapedArray:

@@ -32,10 +32,10 @@ from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var, eval_jaxpr
 from functrans.transforms.api_util import (
     abstractify,
     argnum_positions,
-    argnums_partial,
     flatten_fun,
     fun_name,
     static_argnums_tuple,
+    substitute,
 )
 from functrans.transforms.jaxpr_passes import simplify_for_display
 from functrans.tree_util import tree_flatten
@@ -215,7 +215,7 @@ def make_jaxpr(fun: Callable[..., Any], static_argnums: int | Sequence[int] = ()
         leaves, in_tree = tree_flatten(([args[i] for i in positions], kwargs))
 
         def with_kwargs(dynamic: list, kw: dict) -> Any:
-            return argnums_partial(fun, args, positions, kw)(*dynamic)
+            return fun(*substitute(args, positions, dynamic), **kw)
 
         flat_fun, _ = flatten_fun(with_kwargs, in_tree)
         jaxpr, consts = trace_to_jaxpr(flat_fun, [abstractify(x) for x in leaves], name)

@@ -36,12 +36,12 @@ from functrans.transforms.autodiff.custom_call import (
     Call,
     CustomFunction,
     as_received,
-    batch_call,
     bind_call,
     call_primitive,
     check_no_differentiated_closure,
     check_pair,
     conform,
+    def_call_rules,
     jvp_inline,
     leaf_targets,
     plural,
@@ -197,13 +197,7 @@ def _custom_vjp_batch_rules(params: dict, arg_axes: tuple) -> dict:
     return {"fwd": batched_fwd, "bwd": batched_bwd}
 
 
-custom_vjp_call_p.def_jvp(_custom_vjp_jvp)
-custom_vjp_call_p.reverse = _custom_vjp_reverse
-custom_vjp_call_p.def_batch(
-    lambda vals, dims, **params: batch_call(
-        custom_vjp_call_p, vals, dims, params, _custom_vjp_batch_rules
-    )
-)
+def_call_rules(custom_vjp_call_p, _custom_vjp_jvp, _custom_vjp_reverse, _custom_vjp_batch_rules)
 
 
 class custom_vjp(CustomFunction):
@@ -362,13 +356,7 @@ def _custom_jvp_batch_rules(params: dict, arg_axes: tuple) -> dict:
     return {"jvp": vmap(params["jvp"], in_axes=(arg_axes, arg_axes))}
 
 
-custom_jvp_call_p.def_jvp(_custom_jvp_rule)
-custom_jvp_call_p.reverse = _custom_jvp_reverse
-custom_jvp_call_p.def_batch(
-    lambda vals, dims, **params: batch_call(
-        custom_jvp_call_p, vals, dims, params, _custom_jvp_batch_rules
-    )
-)
+def_call_rules(custom_jvp_call_p, _custom_jvp_rule, _custom_jvp_reverse, _custom_jvp_batch_rules)
 
 
 class custom_jvp(CustomFunction):

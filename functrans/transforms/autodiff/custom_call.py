@@ -32,7 +32,6 @@ from functrans.primitives.structural import broadcast_batched
 from functrans.transforms import staging
 from functrans.transforms.api_util import (
     argnum_positions,
-    argnums_partial,
     argnums_tuple,
     flatten_fun,
     positional_params,
@@ -256,7 +255,10 @@ class CustomFunction:
         fun, full_args = self.fun, tuple
         if nondiff_positions:
             full_args = functools.partial(substitute, args, positions)
-            fun = argnums_partial(self.fun, args, positions)
+
+            def fun(*diff_args: Any) -> Any:
+                return self.fun(*full_args(diff_args))
+
         program, consts, out_tree = trace_call(fun, leaves, in_tree, name)
         call = Call(
             leaves=leaves,
@@ -341,6 +343,16 @@ def call_primitive(name: str) -> Primitive:
     prim.def_abstract_eval(lambda *avals, call_jaxpr, **_: call_jaxpr.out_avals)
     prim.def_batch(lambda vals, dims, call_jaxpr, **_: batch_inline(call_jaxpr, vals, dims))
     return prim
+
+
+def def_call_rules(
+    prim: Primitive, jvp: Callable, reverse: Callable, batch_rules: Callable[..., dict]
+) -> None:
+    """Give a custom call primitive its differentiation rules, and a batching rule that
+    keeps them (``batch_call``)."""
+    prim.def_jvp(jvp)
+    prim.def_reverse(reverse)
+    prim.def_batch(lambda vals, dims, **params: batch_call(prim, vals, dims, params, batch_rules))
 
 
 def check_no_differentiated_closure(kind: str, name: str, closed_over: bool) -> None:

@@ -9,7 +9,11 @@ from typing import Any
 import numpy as np
 
 from functrans.core import get_aval
-from functrans.transforms.api_util import argnums_partial, argnums_tuple, differentiable_leaves
+from functrans.transforms.api_util import (
+    argnums_partial,
+    argnums_tuple,
+    differentiable_leaves,
+)
 from functrans.transforms.autodiff.forward import as_numpy_scalar, jvp
 from functrans.transforms.autodiff.reverse import vjp
 from functrans.transforms.batching import vmap
@@ -50,12 +54,7 @@ def _diff_leaves(name: str, fun: Callable, args: tuple, argnums: tuple[int, ...]
     """The leaves of the differentiated arguments (Python numbers kept as such: jvp and
     vjp treat them as weakly typed), their structure, and ``fun`` of those leaves."""
     positions, leaves, tree = differentiable_leaves(name, args, argnums, False)
-    partial_fun = argnums_partial(fun, args, positions)
-
-    def leaf_fun(*leaves: Any) -> Any:
-        return partial_fun(*tree_unflatten(tree, leaves))
-
-    return leaves, tree, leaf_fun
+    return leaves, tree, argnums_partial(fun, args, positions, tree)
 
 
 def _nest(out_tree, out_shapes, in_tree, in_shapes, block, argnums) -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 
 from functrans.core import (
     Primitive,
+    ShapedArray,
     Trace,
     Tracer,
     Zero,
@@ -35,6 +36,8 @@ from functrans.transforms.api_util import (
     differentiable_leaves,
     flatten_fun,
     fun_name,
+    split_aux,
+    to_numpy_scalar,
     weak_inputs,
 )
 from functrans.transforms.autodiff.forward import (
@@ -195,46 +198,40 @@ def run_on_tape(
     """Run ``fun(*args)`` on a new tape tracking the ``tracked`` arguments (all by
     default), the ``weak`` ones standing for Python numbers. Returns what ``fun``
     returned, the trace (``trace.pull`` walks it back) and the tracked inputs' slots."""
-    tracked = tracked or [True] * len(args)
     weak = weak or [False] * len(args)
     with new_trace(ReverseTrace, name) as trace:
-        inputs = [
-            trace.new_input(a, w) if t else a for a, t, w in zip(args, tracked, weak, strict=True)
-        ]
+        if tracked is None:
+            inputs = [trace.new_input(a, w) for a, w in zip(args, weak, strict=True)]
+        else:
+            inputs = [
+                trace.new_input(a, w) if t else a
+                for a, t, w in zip(args, tracked, weak, strict=True)
+            ]
+        in_slots = list(range(trace.num_slots))  # a new tape numbers its inputs first
         result = fun(*inputs)
-    return result, trace, [x.slot for x, t in zip(inputs, tracked, strict=True) if t]
+    return result, trace, in_slots
 
 
-def _reverse(flat_fun: Callable, leaves: list, weak: list[bool], name: str, has_aux: bool):
-    """Run ``flat_fun`` (flat leaves in, flat leaves out; with ``has_aux``, and an aux)
-    on a new tape. Returns its outputs, its aux and ``pull``: from one cotangent per
-    output to one per input, each of its input's shape and dtype."""
-    result, trace, in_slots = run_on_tape(flat_fun, leaves, name, weak=weak)
-    outs, aux = result if has_aux else (result, None)
-    in_avals = [get_aval(x).strip_weak_type() for x in leaves]
-    out_avals = [get_aval(trace.primal(o)) for o in outs]
+def _materialize(cts: Sequence[Any], leaves: Sequence[Any]) -> list[Any]:
+    """The cotangents of the inputs ``leaves`` as values of their types: zeros where
+    nothing flowed, a 0-d result as the NumPy scalar NumPy gives."""
+    return [
+        zeros_of(get_aval(x).strip_weak_type()) if c is None else as_numpy_scalar(c)
+        for c, x in zip(cts, leaves, strict=True)
+    ]
 
-    def pull(out_cts: Sequence[Any]) -> list:
-        cts = []
-        for o, ct, aval in zip(outs, out_cts, out_avals, strict=True):
-            # (An integer output has no derivative: its cotangent flows nowhere.)
-            if ct is None or type(ct) is Zero or not (trace.tracks(o) and is_float(aval)):
-                cts.append(None)
-                continue
-            ct_aval = get_aval(ct)
-            if ct_aval.shape != aval.shape:
-                raise ValueError(
-                    f"vjp: cotangent of shape {ct_aval.shape} for an output of shape {aval.shape}"
-                )
-            cts.append(ct if ct_aval.dtype == aval.dtype else convert_element_type(ct, aval.dtype))
-        got = trace.pull(outs, cts, in_slots)
-        return [
-            zeros_of(a) if c is None else as_numpy_scalar(c)
-            for c, a in zip(got, in_avals, strict=True)
-        ]
 
-    aux = tree_map(trace.primal, aux) if has_aux else None
-    return [trace.primal(o) for o in outs], aux, pull
+def _output_cotangent(ct: Any, aval: ShapedArray | None) -> Any:
+    """A cotangent given for an output of type ``aval`` (``None``: the output is not
+    tracked, or has no derivative), as the tape takes it."""
+    if aval is None or ct is None or type(ct) is Zero:
+        return None
+    ct_aval = get_aval(ct)
+    if ct_aval.shape != aval.shape:
+        raise ValueError(
+            f"vjp: cotangent of shape {ct_aval.shape} for an output of shape {aval.shape}"
+        )
+    return ct if ct_aval.dtype == aval.dtype else convert_element_type(ct, aval.dtype)
 
 
 def vjp(fun: Callable, *primals: Any, has_aux: bool = False):
@@ -252,8 +249,12 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False):
     weak = weak_inputs(p_leaves)
     p_leaves = [as_input(x, "vjp") for x in p_leaves]
     flat, out_tree_of = flatten_fun(fun, p_tree, has_aux, name)
-    outs, aux, pull = _reverse(flat, p_leaves, weak, name, has_aux)
+    result, trace, in_slots = run_on_tape(flat, p_leaves, name, weak=weak)
+    outs, aux = result if has_aux else (result, None)
     out_tree = out_tree_of()
+    # Cotangents flow from the tracked outputs with a derivative (not from integers).
+    out_avals = [get_aval(o.primal) if trace.tracks(o) else None for o in outs]
+    out_avals = [a if a is not None and is_float(a) else None for a in out_avals]
 
     def vjp_fn(cotangent: Any) -> tuple:
         ct_leaves, ct_tree = tree_flatten(cotangent)
@@ -261,10 +262,14 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False):
             raise ValueError(
                 f"vjp: the cotangent's structure {ct_tree} differs from the output's {out_tree}"
             )
-        return tree_unflatten(p_tree, pull([as_input(c, "vjp") for c in ct_leaves]))
+        pairs = zip(ct_leaves, out_avals, strict=True)
+        cts = [_output_cotangent(as_input(c, "vjp"), a) for c, a in pairs]
+        return tree_unflatten(p_tree, _materialize(trace.pull(outs, cts, in_slots), p_leaves))
 
-    out = tree_unflatten(out_tree, outs)
-    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+    out = tree_unflatten(out_tree, [trace.primal(o) for o in outs])
+    if has_aux:
+        return out, vjp_fn, tree_map(trace.primal, aux)
+    return out, vjp_fn
 
 
 def value_and_grad(
@@ -288,16 +293,19 @@ def _value_and_grad(
     def value_and_grad_fun(*args: Any, **kwargs: Any):
         positions, leaves, tree = differentiable_leaves(name, args, nums, allow_int)
         weak = weak_inputs(leaves)
-        leaves = [as_input(x, name) for x in leaves]
-        partial_fun = argnums_partial(fun, args, positions, kwargs)
-        flat, out_tree_of = flatten_fun(partial_fun, tree, has_aux, name)
-        outs, aux, pull = _reverse(flat, leaves, weak, name, has_aux)
-        out = tree_unflatten(out_tree_of(), outs)
-        _check_scalar_output(name, out)
-        value = as_numpy_scalar(as_input(out, name))  # never a Python number
-        grads = tree_unflatten(tree, pull([np.ones((), get_aval(value).dtype)]))
+        leaves = [to_numpy_scalar(x) for x in leaves]
+        flat = argnums_partial(fun, args, positions, tree, kwargs)
+        result, trace, in_slots = run_on_tape(flat, leaves, name, weak=weak)
+        out, aux = split_aux(name, result) if has_aux else (result, None)
+        primal = trace.primal(out)
+        _check_scalar_output(name, primal)
+        value = as_numpy_scalar(to_numpy_scalar(primal))  # never a Python number
+        seed = np.ones((), value.dtype)
+        grads = tree_unflatten(tree, _materialize(trace.pull([out], [seed], in_slots), leaves))
         grads = grads[0] if single else tuple(grads)
-        return ((value, aux) if has_aux else value), grads
+        if has_aux:
+            return (value, tree_map(trace.primal, aux)), grads
+        return value, grads
 
     return value_and_grad_fun
 
