@@ -21,10 +21,11 @@ from functrans import (  # noqa: F401
 )
 from functrans.config import config  # noqa: F401
 from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr  # noqa: F401
-from functrans.transforms.ad import grad, jvp, linearize, value_and_grad, vjp  # noqa: F401
+from functrans.transforms.autodiff.custom import custom_jvp, custom_vjp, stop_gradient  # noqa: F401
+from functrans.transforms.autodiff.forward import jvp, linearize  # noqa: F401
+from functrans.transforms.autodiff.jacobians import hessian, jacfwd, jacrev  # noqa: F401
+from functrans.transforms.autodiff.reverse import grad, value_and_grad, vjp  # noqa: F401
 from functrans.transforms.batching import vmap  # noqa: F401
-from functrans.transforms.custom import custom_jvp, custom_vjp, stop_gradient  # noqa: F401
-from functrans.transforms.jacobians import hessian, jacfwd, jacrev  # noqa: F401
 from functrans.transforms.jit import jit  # noqa: F401
 from functrans.transforms.staging import make_jaxpr  # noqa: F401
 

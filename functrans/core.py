@@ -34,6 +34,7 @@ from functrans.errors import (
 )
 
 __all__ = [
+    "KIND_RANK",
     "PYTHON_SCALARS",
     "Primitive",
     "ShapedArray",
@@ -43,6 +44,8 @@ __all__ = [
     "Zero",
     "current_trace",
     "get_aval",
+    "instantiate",
+    "is_float",
     "missing_rule",
     "new_trace",
     "registered_primitives",
@@ -157,6 +160,16 @@ def is_inexact(dtype: np.dtype) -> bool:
     return dtype.kind in "fc"
 
 
+def is_float(aval: ShapedArray) -> bool:
+    """Whether values of ``aval`` have derivatives (a floating or complex dtype)."""
+    return aval.dtype.kind in "fc"
+
+
+# How far each dtype kind is along NEP 50's promotion order: a weakly typed Python
+# number takes the dtype of an array of its kind or a later one.
+KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
 # ---------------------------------------------------------------------------
 # Symbolic zeros
 # ---------------------------------------------------------------------------
@@ -174,8 +187,11 @@ class Zero:
         return f"Zero({self.aval.str_short()})"
 
 
-def instantiate(t: Any) -> Any:
-    """Turn a symbolic ``Zero`` into a real array of zeros."""
+def instantiate(t: Any, aval: ShapedArray | None = None) -> Any:
+    """A tangent or cotangent as an array: a symbolic ``Zero`` becomes zeros, and so
+    does ``None`` (no cotangent) given the ``aval`` it stands for."""
+    if aval is not None:
+        return np.zeros(aval.shape, aval.dtype) if t is None or type(t) is Zero else t
     if type(t) is Zero:
         return np.zeros(t.aval.shape, t.aval.dtype)
     return t

@@ -61,7 +61,7 @@ from functrans.primitives.structural import (
     sum_to_shape,
 )
 from functrans.test_util import check_grads, check_jvp, check_vjp
-from functrans.transforms.custom import custom_jvp, custom_vjp
+from functrans.transforms.autodiff.custom import custom_jvp, custom_vjp
 
 __all__ = [
     "Lowering",

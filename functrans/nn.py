@@ -27,7 +27,7 @@ import numpy.typing as npt
 from functrans import numpy as fnp
 from functrans import primitives as lax
 from functrans.core import Tracer, get_aval
-from functrans.transforms.custom import custom_jvp, stop_gradient
+from functrans.transforms.autodiff.custom import custom_jvp, stop_gradient
 
 __all__ = [
     "glorot_uniform",

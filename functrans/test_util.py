@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from functrans.core import Tracer
-from functrans.transforms.ad import jvp, vjp
+from functrans.core import Tracer, get_aval, is_float
+from functrans.transforms.autodiff.forward import jvp
+from functrans.transforms.autodiff.reverse import vjp
 from functrans.tree_util import tree_flatten, tree_leaves, tree_unflatten
 
 __all__ = ["check_grads", "check_jvp", "check_vjp"]
@@ -210,7 +211,7 @@ def _as_array(x: Any) -> Any:
 
 
 def _is_float(x: Any) -> bool:
-    return np.asarray(x).dtype.kind in "fc" if not isinstance(x, Tracer) else x.dtype.kind in "fc"
+    return is_float(get_aval(_as_array(x)))
 
 
 def _random_like(rng: np.random.Generator, x: Any) -> np.ndarray:

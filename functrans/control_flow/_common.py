@@ -4,9 +4,9 @@
   over hoisted into explicit leading operands;
 * naming pytree leaves in error messages;
 * running a sub-jaxpr fast on NumPy values (the implementations loop over it);
-* the conventions of control flow over ``transforms/derived.py``, which derives the
-  JVP, batched and reverse-mode jaxprs of a sub-jaxpr: batch axes at 0, and which
-  outputs reverse mode may track.
+* the conventions of control flow over ``transforms/derived.py`` and
+  ``batching.batch_jaxpr``, which derive the JVP, reverse-mode and batched jaxprs of a
+  sub-jaxpr: batch axes at 0, and which outputs reverse mode may track.
 """
 
 from __future__ import annotations
@@ -17,36 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from functrans.core import Primitive, ShapedArray, Tracer, get_aval
+from functrans.core import Primitive, ShapedArray, Tracer, get_aval, is_float
 from functrans.ir import ClosedJaxpr, Jaxpr, Var
 from functrans.primitives import convert_element_type
 from functrans.primitives.structural import broadcast_batched
-from functrans.transforms.derived import batch_jaxpr
+from functrans.transforms.api_util import as_array_arg
+from functrans.transforms.batching import batch_jaxpr
 from functrans.transforms.jit import codegen
-from functrans.transforms.staging import as_array_arg, trace_to_jaxpr
+from functrans.transforms.staging import trace_to_jaxpr
 from functrans.tree_util import PyTreeDef, tree_unflatten
 
 # ---------------------------------------------------------------------------
 # Values, avals and names
 # ---------------------------------------------------------------------------
-
-
-def fun_name(fun: Callable) -> str:
-    return getattr(fun, "__name__", type(fun).__name__)
-
-
-def check_callable(what: str, name: str, fun: Any) -> None:
-    if not callable(fun):
-        raise TypeError(f"{what}: {name} must be callable, got {type(fun).__name__} {fun!r:.60}")
-
-
-def as_operand(x: Any, what: str) -> Any:
-    """``x`` as an array operand (NumPy array, NumPy/Python scalar or tracer)."""
-    return as_array_arg(x, what)
-
-
-def is_float(aval: ShapedArray) -> bool:
-    return aval.dtype.kind in "fc"
 
 
 def same_type(a: ShapedArray, b: ShapedArray) -> bool:
@@ -110,7 +93,7 @@ def trace_fun(
     def flat(*args: Any) -> list[Any]:
         leaves, info = flatten_out(fun(*tree_unflatten(in_tree, args)))
         info_box.append(info)
-        return [as_operand(x, f"{name}: output") for x in leaves]
+        return [as_array_arg(x, f"{name}: output") for x in leaves]
 
     jaxpr, consts = trace_to_jaxpr(flat, list(in_avals), name)
     hoisted = Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)

@@ -14,20 +14,26 @@ import numpy as np
 
 from functrans.control_flow._common import (
     Traced,
-    as_operand,
     aval_of,
     batch_body,
     batch_operands,
     cast,
-    check_callable,
-    fun_name,
-    is_float,
     run,
     same_type,
     trace_fun,
     with_invars,
 )
-from functrans.core import EVAL_TRACE, Primitive, ShapedArray, Tracer, Zero, current_trace, get_aval
+from functrans.core import (
+    EVAL_TRACE,
+    Primitive,
+    ShapedArray,
+    Tracer,
+    Zero,
+    current_trace,
+    get_aval,
+    instantiate,
+    is_float,
+)
 from functrans.ir import ClosedJaxpr, Var
 from functrans.primitives import (
     broadcast_in_dim,
@@ -38,7 +44,9 @@ from functrans.primitives import (
 )
 from functrans.primitives import max as lax_max
 from functrans.primitives import min as lax_min
-from functrans.transforms.derived import call_jaxpr, instantiate, jvp_jaxpr, vjp_jaxpr
+from functrans.transforms.api_util import as_array_arg, check_callable, fun_name
+from functrans.transforms.derived import jvp_jaxpr, vjp_jaxpr
+from functrans.transforms.staging import call_jaxpr
 from functrans.tree_util import leaf_paths, tree_flatten, tree_unflatten
 
 __all__ = ["cond", "cond_p", "switch"]
@@ -109,7 +117,7 @@ def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
 
 def _scalar_operand(what: str, name: str, x: Any) -> Any:
     if not isinstance(x, Tracer):
-        x = np.asarray(as_operand(x, f"{what}: {name}"))
+        x = np.asarray(as_array_arg(x, f"{what}: {name}"))
     if get_aval(x).shape != ():
         raise TypeError(
             f"{what}: {name} must be a scalar, got {get_aval(x).str_short()}; for an "
@@ -127,7 +135,7 @@ def _cond(
     order: list[int],
 ) -> Any:
     leaves, in_tree = tree_flatten(operands)
-    leaves = [as_operand(x, f"{what}: operand") for x in leaves]
+    leaves = [as_array_arg(x, f"{what}: operand") for x in leaves]
     in_avals = [aval_of(x) for x in leaves]
     names = [f"{label} `{fun_name(f)}`" for label, f in zip(labels, funs, strict=True)]
     traced = [

@@ -12,8 +12,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from functrans.control_flow._common import Traced, cast, fun_name, same_type, trace_fun
+from functrans.control_flow._common import Traced, cast, same_type, trace_fun
 from functrans.core import PYTHON_SCALARS, ShapedArray, get_aval
+from functrans.transforms.api_util import fun_name
 from functrans.tree_util import PyTreeDef
 
 

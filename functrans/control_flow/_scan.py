@@ -21,15 +21,11 @@ from typing import Any
 import numpy as np
 
 from functrans.control_flow._common import (
-    as_operand,
     aval_of,
     batch_body,
     batch_operands,
-    check_callable,
     compiled,
     depends_on,
-    fun_name,
-    is_float,
     same_type,
     split,
     tracked_outputs,
@@ -37,19 +33,22 @@ from functrans.control_flow._common import (
     zeros,
 )
 from functrans.control_flow._loops import LoopNames, promote_init, trace_loop_body
-from functrans.core import Primitive, ShapedArray, Zero, call_with_trace, get_aval
+from functrans.core import (
+    Primitive,
+    ShapedArray,
+    Zero,
+    call_with_trace,
+    get_aval,
+    instantiate,
+    is_float,
+)
 from functrans.ir import ClosedJaxpr, Jaxpr
 from functrans.primitives import add
 from functrans.primitives.structural import move_axis
-from functrans.transforms.derived import (
-    VJPSplit,
-    call_jaxpr,
-    instantiate,
-    jvp_jaxpr,
-    trace_derived,
-    vjp_split,
-)
+from functrans.transforms.api_util import as_array_arg, check_callable, fun_name
+from functrans.transforms.derived import VJPSplit, jvp_jaxpr, vjp_split
 from functrans.transforms.jaxpr_passes import dce
+from functrans.transforms.staging import call_jaxpr, trace_derived
 from functrans.tree_util import leaf_paths, tree_flatten, tree_unflatten
 
 __all__ = ["scan", "scan_p"]
@@ -96,9 +95,9 @@ def scan_with_names(
     if names is None:
         names = LoopNames("scan", "f", f, leaf_paths(init, "carry"))
     init_leaves, carry_tree = tree_flatten(init)
-    init_leaves = [as_operand(x, "scan: init") for x in init_leaves]
+    init_leaves = [as_array_arg(x, "scan: init") for x in init_leaves]
     xs_leaves, xs_tree = tree_flatten(xs)
-    xs_leaves = [as_operand(x, "scan: xs") for x in xs_leaves]
+    xs_leaves = [as_array_arg(x, "scan: xs") for x in xs_leaves]
     length = _scan_length(name, xs, xs_leaves, length)
     x_avals = []
     for x in xs_leaves:

@@ -13,14 +13,10 @@ from typing import Any
 import numpy as np
 
 from functrans.control_flow._common import (
-    as_operand,
     aval_of,
     batch_body,
     batch_operands,
     cast,
-    check_callable,
-    fun_name,
-    is_float,
     run,
     same_type,
     split,
@@ -28,10 +24,13 @@ from functrans.control_flow._common import (
     with_invars,
 )
 from functrans.control_flow._loops import LoopNames, promote_init, trace_loop_body
-from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval
+from functrans.control_flow._scan import scan_with_names
+from functrans.core import Primitive, ShapedArray, Tracer, Zero, get_aval, instantiate, is_float
 from functrans.ir import Var
 from functrans.primitives import add, broadcast_in_dim, convert_element_type, lt, reduce_max, select
-from functrans.transforms.derived import call_jaxpr, instantiate, jvp_jaxpr, trace_derived
+from functrans.transforms.api_util import as_array_arg, check_callable, fun_name
+from functrans.transforms.derived import jvp_jaxpr
+from functrans.transforms.staging import call_jaxpr, trace_derived
 from functrans.tree_util import leaf_paths, tree_flatten, tree_unflatten
 
 __all__ = ["fori_loop", "while_loop", "while_p"]
@@ -66,7 +65,7 @@ def _while_loop(
     if names is None:
         names = LoopNames("while_loop", "body_fun", body_fun, leaf_paths(init_val, "init_val"))
     leaves, tree = tree_flatten(init_val)
-    leaves = [as_operand(x, f"{names.what}: init_val") for x in leaves]
+    leaves = [as_array_arg(x, f"{names.what}: init_val") for x in leaves]
     args_tree = tree_flatten((init_val,))[1]
     body, carry_avals = trace_loop_body(
         body_fun, names, args_tree, tree, [aval_of(x) for x in leaves], [], _flatten_carry
@@ -110,11 +109,9 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
     >>> float(ft.grad(lambda x: fori_loop(0, 3, lambda i, y: y * x, 1.0))(2.0))
     12.0
     """
-    from functrans.control_flow._scan import scan_with_names
-
     check_callable("fori_loop", "body_fun", body_fun)
-    lower = as_operand(lower, "fori_loop: lower")
-    upper = as_operand(upper, "fori_loop: upper")
+    lower = as_array_arg(lower, "fori_loop: lower")
+    upper = as_array_arg(upper, "fori_loop: upper")
     lo_aval, hi_aval = get_aval(lower), get_aval(upper)
     for name, aval in (("lower", lo_aval), ("upper", hi_aval)):
         if aval.shape != () or aval.dtype.kind not in "iu":

@@ -25,11 +25,13 @@ from functrans.core import (
     new_trace,
 )
 from functrans.errors import ConcretizationTypeError
+from functrans.ir import ClosedJaxpr
 from functrans.primitives.structural import broadcast_batched
-from functrans.transforms.staging import as_array_arg
+from functrans.transforms.api_util import as_array_arg, fun_name
+from functrans.transforms.staging import call_jaxpr, trace_derived
 from functrans.tree_util import broadcast_prefix, leaf_paths, tree_flatten, tree_unflatten
 
-__all__ = ["vmap"]
+__all__ = ["BatchTrace", "BatchTracer", "batch_jaxpr", "batched_aval", "vmap"]
 
 not_mapped = None
 
@@ -105,7 +107,7 @@ def vmap(
     >>> vmap(fnp.dot, in_axes=(0, None))(np.eye(3), np.arange(3.0))
     array([0., 1., 2.])
     """
-    name = f"vmap({getattr(fun, '__name__', 'fun')})"
+    name = f"vmap({fun_name(fun)})"
 
     @functools.wraps(fun)
     def batched_fun(*args: Any, **kwargs: Any) -> Any:
@@ -224,3 +226,56 @@ def _mapped_size(name, leaves, leaf_axes, owners_of, axis_size) -> int:
             listing += f", axis_size is {axis_size}"
         raise ValueError(f"{name}: mapped axes have different sizes: {listing}")
     return sizes[0][1]
+
+
+# ---------------------------------------------------------------------------
+# Batching a jaxpr
+# ---------------------------------------------------------------------------
+
+
+def batched_aval(aval: ShapedArray, size: int, axis: int = 0) -> ShapedArray:
+    shape = list(aval.shape)
+    shape.insert(axis, size)
+    return ShapedArray(tuple(shape), aval.dtype, aval.weak_type)
+
+
+def batch_jaxpr(
+    closed: ClosedJaxpr,
+    size: int,
+    in_dims: Sequence[int | None],
+    out_axis: int | None = None,
+    force: Sequence[bool] | None = None,
+    name: str = "vmap",
+) -> tuple[ClosedJaxpr, list[int | None]]:
+    """``closed`` vectorised over an axis of ``size``, which input ``i`` carries at
+    ``in_dims[i]`` (``None``: not batched). Returns the jaxpr and each output's batch
+    axis (``None``: not batched).
+
+    With ``out_axis=None`` batched outputs stay where the batching rules leave them
+    (no transposes are added); otherwise they are moved to ``out_axis``, and unbatched
+    outputs in ``force`` get a broadcast batch axis there."""
+    assert force is None or out_axis is not None
+    box: list[list[int | None]] = []
+
+    def fun(*args: Any) -> list[Any]:
+        with new_trace(BatchTrace, name, axis_size=size) as trace:
+            pairs = zip(args, in_dims, strict=True)
+            ins = [a if d is None else BatchTracer(trace, a, d) for a, d in pairs]
+            outs = call_jaxpr(closed, *ins)
+            results, out_dims = [], []
+            for k, o in enumerate(outs):
+                d = o.bdim if type(o) is BatchTracer and o._trace is trace else None
+                x = o if d is None else o.val
+                if out_axis is not None and (d is not None or (force is not None and force[k])):
+                    x, d = broadcast_batched(x, d, size, out_axis), out_axis
+                results.append(x)
+                out_dims.append(d)
+        box.append(out_dims)
+        return results
+
+    avals = [
+        a if d is None else batched_aval(a, size, d)
+        for a, d in zip(closed.in_avals, in_dims, strict=True)
+    ]
+    jaxpr = trace_derived(fun, avals, name)
+    return jaxpr, box[0]

@@ -1,11 +1,12 @@
-"""Programs derived from a closed jaxpr: its JVP, its batched form and its reverse-mode
-split into a forward and a backward jaxpr.
+"""Programs derived from a closed jaxpr for differentiation: its JVP, and its reverse
+mode, whole or split into a forward and a backward jaxpr (its batched form,
+``batching.batch_jaxpr``, sits with batching).
 
-Each is built by running the ordinary interpreter (``JVPTrace``, ``BatchTrace``,
-``ReverseTrace``) over the jaxpr while staging the result, so the call-like primitives
-that use them (``jit``, ``cond``, ``while``, ``scan``) have no derivative or batching
-logic of their own beyond plumbing. ``cached`` keeps a derived program for as long as
-the jaxpr it was derived from lives.
+Each is built by running the ordinary interpreter (``JVPTrace``, the reverse-mode
+tape) over the jaxpr while staging the result, so the call-like primitives that use
+them (``jit``, ``cond``, ``while``, ``scan``) have no derivative or batching logic of
+their own beyond plumbing. ``cached`` keeps a derived program for as long as the
+jaxpr it was derived from lives.
 """
 
 from __future__ import annotations
@@ -15,35 +16,23 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from functrans.core import (
-    EVAL_TRACE,
-    ShapedArray,
-    Tracer,
-    Zero,
-    call_with_trace,
-    current_trace,
-    new_trace,
-)
-from functrans.ir import ClosedJaxpr, Jaxpr, eval_jaxpr
-from functrans.primitives import add_p
-from functrans.primitives.structural import broadcast_batched
-from functrans.transforms.ad import JVPTrace, JVPTracer, ReverseTrace, ReverseTracer
-from functrans.transforms.batching import BatchTrace, BatchTracer
+from functrans.core import ShapedArray, Tracer, current_trace, instantiate, is_float, new_trace
+from functrans.ir import ClosedJaxpr, Jaxpr
+from functrans.transforms.autodiff.forward import JVPTrace, JVPTracer
+from functrans.transforms.autodiff.reverse import run_on_tape
 from functrans.transforms.jaxpr_passes import partition_known
-from functrans.transforms.staging import DynamicJaxprTrace, JaxprTracer, trace_to_jaxpr
+from functrans.transforms.staging import (
+    DynamicJaxprTrace,
+    JaxprTracer,
+    call_jaxpr,
+    trace_derived,
+)
 
 __all__ = [
     "BackwardTrace",
     "VJPSplit",
-    "batch_jaxpr",
-    "batched_aval",
     "cached",
-    "call_jaxpr",
-    "instantiate",
     "jvp_jaxpr",
-    "trace_derived",
     "vjp_jaxpr",
     "vjp_partition",
     "vjp_split",
@@ -73,25 +62,6 @@ def cached(closed: ClosedJaxpr, key: Any, build: Callable[[], Any]) -> Any:
         if value is None:
             value = table[key] = build()
         return value
-
-
-def trace_derived(fun: Callable, in_avals: Sequence[ShapedArray], name: str) -> ClosedJaxpr:
-    """Stage a function built by a rule over a jaxpr. Such functions see only their
-    arguments and concrete constants, so they are traced on top of evaluation, away
-    from whatever transforms are active."""
-    jaxpr, consts = call_with_trace(EVAL_TRACE, trace_to_jaxpr, fun, list(in_avals), name)
-    assert not any(isinstance(c, Tracer) for c in consts), "a rule's jaxpr captured a tracer"
-    return ClosedJaxpr(jaxpr, consts)
-
-
-def call_jaxpr(closed: ClosedJaxpr, *args: Any) -> list[Any]:
-    """Apply a jaxpr under the current trace (so that it is transformed)."""
-    return eval_jaxpr(closed.jaxpr, closed.consts, *args)
-
-
-def instantiate(t: Any, aval: ShapedArray) -> Any:
-    """A tangent or cotangent as an array: ``Zero`` and ``None`` become zeros."""
-    return np.zeros(aval.shape, aval.dtype) if t is None or type(t) is Zero else t
 
 
 # ---------------------------------------------------------------------------
@@ -128,7 +98,7 @@ def jvp_jaxpr(
                 for o in outs
             ]
         has_tangent = [
-            t is not None or (inst and a.dtype.kind in "fc")
+            t is not None or (inst and is_float(a))
             for (_, t), inst, a in zip(pairs, instantiate_out, out_avals, strict=True)
         ]
         box.append(has_tangent)
@@ -147,59 +117,6 @@ def jvp_jaxpr(
 
 
 # ---------------------------------------------------------------------------
-# Batching
-# ---------------------------------------------------------------------------
-
-
-def batched_aval(aval: ShapedArray, size: int, axis: int = 0) -> ShapedArray:
-    shape = list(aval.shape)
-    shape.insert(axis, size)
-    return ShapedArray(tuple(shape), aval.dtype, aval.weak_type)
-
-
-def batch_jaxpr(
-    closed: ClosedJaxpr,
-    size: int,
-    in_dims: Sequence[int | None],
-    out_axis: int | None = None,
-    force: Sequence[bool] | None = None,
-    name: str = "vmap",
-) -> tuple[ClosedJaxpr, list[int | None]]:
-    """``closed`` vectorised over an axis of ``size``, which input ``i`` carries at
-    ``in_dims[i]`` (``None``: not batched). Returns the jaxpr and each output's batch
-    axis (``None``: not batched).
-
-    With ``out_axis=None`` batched outputs stay where the batching rules leave them
-    (no transposes are added); otherwise they are moved to ``out_axis``, and unbatched
-    outputs in ``force`` get a broadcast batch axis there."""
-    assert force is None or out_axis is not None
-    box: list[list[int | None]] = []
-
-    def fun(*args: Any) -> list[Any]:
-        with new_trace(BatchTrace, name, axis_size=size) as trace:
-            pairs = zip(args, in_dims, strict=True)
-            ins = [a if d is None else BatchTracer(trace, a, d) for a, d in pairs]
-            outs = call_jaxpr(closed, *ins)
-            results, out_dims = [], []
-            for k, o in enumerate(outs):
-                d = o.bdim if type(o) is BatchTracer and o._trace is trace else None
-                x = o if d is None else o.val
-                if out_axis is not None and (d is not None or (force is not None and force[k])):
-                    x, d = broadcast_batched(x, d, size, out_axis), out_axis
-                results.append(x)
-                out_dims.append(d)
-        box.append(out_dims)
-        return results
-
-    avals = [
-        a if d is None else batched_aval(a, size, d)
-        for a, d in zip(closed.in_avals, in_dims, strict=True)
-    ]
-    jaxpr = trace_derived(fun, avals, name)
-    return jaxpr, box[0]
-
-
-# ---------------------------------------------------------------------------
 # Reverse mode
 # ---------------------------------------------------------------------------
 
@@ -208,21 +125,14 @@ def _run_on_tape(closed: ClosedJaxpr, args: Sequence[Any], diff_in: Sequence[boo
     """Run ``closed`` under a new ``ReverseTrace`` tracking the ``diff_in`` inputs.
     Returns the primal outputs and ``pull(cts)``: from one cotangent (or ``None``) per
     output to one cotangent (or ``None``, symbolically zero) per ``diff_in`` input."""
-    with new_trace(ReverseTrace, name) as tape:
-        ins = [tape.new_input(a) if d else a for a, d in zip(args, diff_in, strict=True)]
-        outs = call_jaxpr(closed, *ins)
-    in_slots = [x.slot for x, d in zip(ins, diff_in, strict=True) if d]
-    tracked = [type(o) is ReverseTracer and o._trace is tape for o in outs]
+    outs, tape, in_slots = run_on_tape(
+        lambda *ins: call_jaxpr(closed, *ins), args, name, tracked=diff_in
+    )
 
     def pull(cts: Sequence[Any]) -> list[Any]:
-        seeds: dict[int, Any] = {}
-        for o, t, ct in zip(outs, tracked, cts, strict=True):
-            if t and ct is not None:
-                seeds[o.slot] = ct if o.slot not in seeds else add_p.bind(seeds[o.slot], ct)
-        return tape.backward(seeds, in_slots) if seeds else [None] * len(in_slots)
+        return tape.pull(outs, cts, in_slots)
 
-    primal_outs = [o.primal if t else o for o, t in zip(outs, tracked, strict=True)]
-    return primal_outs, pull
+    return [tape.primal(o) for o in outs], pull
 
 
 def _masked_cts(ct_mask: Sequence[bool], cts: Sequence[Any]) -> list[Any]:

@@ -16,19 +16,37 @@ from typing import Any
 import numpy as np
 
 from functrans.core import (
+    EVAL_TRACE,
+    KIND_RANK,
     Primitive,
     ShapedArray,
     Trace,
     Tracer,
+    call_with_trace,
     get_aval,
     missing_rule,
     new_trace,
 )
 from functrans.errors import ConcretizationTypeError
-from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
-from functrans.tree_util import tree_flatten, tree_unflatten
+from functrans.ir import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var, eval_jaxpr
+from functrans.transforms.api_util import (
+    abstractify,
+    argnum_positions,
+    flatten_fun,
+    fun_name,
+    static_argnums_tuple,
+    substitute,
+)
+from functrans.transforms.jaxpr_passes import simplify_for_display
+from functrans.tree_util import tree_flatten
 
-__all__ = ["DynamicJaxprTrace", "make_jaxpr", "trace_to_jaxpr"]
+__all__ = [
+    "DynamicJaxprTrace",
+    "call_jaxpr",
+    "make_jaxpr",
+    "trace_derived",
+    "trace_to_jaxpr",
+]
 
 
 class JaxprTracer(Tracer):
@@ -55,7 +73,7 @@ def _typed_literal(atom: Var | Literal, aval: ShapedArray) -> Var | Literal:
         type(atom) is Literal
         and atom.aval.weak_type
         and atom.aval.dtype.kind != "b"  # a Python bool is a predicate, not a number
-        and _KIND_RANK[atom.aval.dtype.kind] <= _KIND_RANK[dtype.kind]
+        and KIND_RANK[atom.aval.dtype.kind] <= KIND_RANK[dtype.kind]
     ):
         return Literal(dtype.type(atom.val), ShapedArray((), dtype, aval.weak_type))
     return atom
@@ -71,9 +89,6 @@ def _computes_in(invars: Sequence[Var | Literal], out: ShapedArray) -> ShapedArr
         if operand is not None and operand.dtype.kind in "iufc":
             return operand
     return None
-
-
-_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
 
 
 class DynamicJaxprTrace(Trace):
@@ -166,8 +181,18 @@ def trace_to_jaxpr(
         return trace.to_jaxpr(outs)
 
 
-def _static_key(x: Any) -> Any:
-    return x
+def trace_derived(fun: Callable, in_avals: Sequence[ShapedArray], name: str) -> ClosedJaxpr:
+    """Stage a function built by a rule over a jaxpr. Such functions see only their
+    arguments and concrete constants, so they are traced on top of evaluation, away
+    from whatever transforms are active."""
+    jaxpr, consts = call_with_trace(EVAL_TRACE, trace_to_jaxpr, fun, list(in_avals), name)
+    assert not any(isinstance(c, Tracer) for c in consts), "a rule's jaxpr captured a tracer"
+    return ClosedJaxpr(jaxpr, consts)
+
+
+def call_jaxpr(closed: ClosedJaxpr, *args: Any) -> list[Any]:
+    """Apply a jaxpr under the current trace (so that it is transformed)."""
+    return eval_jaxpr(closed.jaxpr, closed.consts, *args)
 
 
 def make_jaxpr(fun: Callable[..., Any], static_argnums: int | Sequence[int] = ()):
@@ -180,60 +205,21 @@ def make_jaxpr(fun: Callable[..., Any], static_argnums: int | Sequence[int] = ()
         c:f64[3] = mul b 2.0:f64[]
       in (c,) }
     """
-    if isinstance(static_argnums, int):
-        static_argnums = (static_argnums,)
-    name = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"
+    name = f"make_jaxpr({fun_name(fun)})"
+    static_nums = static_argnums_tuple(name, static_argnums)
 
     def traced(*args: Any, **kwargs: Any) -> ClosedJaxpr:
-        static = set()
-        for n in static_argnums:  # negative numbers count from the end, as in argnums
-            if not -len(args) <= n < len(args):
-                raise ValueError(
-                    f"{name}: static_argnums {tuple(static_argnums)} out of range for a call "
-                    f"with {len(args)} positional arguments"
-                )
-            static.add(n % len(args))
-        dynamic = [a for i, a in enumerate(args) if i not in static]
-        leaves, in_tree = tree_flatten((dynamic, kwargs))
-        avals = [abstractify(x) for x in leaves]
+        # Negative numbers count from the end, as in argnums.
+        static = set(argnum_positions(name, "static_argnums", static_nums, len(args)))
+        positions = [i for i in range(len(args)) if i not in static]
+        leaves, in_tree = tree_flatten(([args[i] for i in positions], kwargs))
 
-        def flat_fun(*flat):
-            dyn, kw = tree_unflatten(in_tree, flat)
-            it = iter(dyn)
-            full = [a if i in static else next(it) for i, a in enumerate(args)]
-            out = fun(*full, **kw)
-            out_leaves, _ = tree_flatten(out)
-            return out_leaves
+        def with_kwargs(dynamic: list, kw: dict) -> Any:
+            return fun(*substitute(args, positions, dynamic), **kw)
 
-        jaxpr, consts = trace_to_jaxpr(flat_fun, avals, name)
-        from functrans.transforms.jaxpr_passes import simplify_for_display
-
+        flat_fun, _ = flatten_fun(with_kwargs, in_tree)
+        jaxpr, consts = trace_to_jaxpr(flat_fun, [abstractify(x) for x in leaves], name)
         return simplify_for_display(ClosedJaxpr(jaxpr, consts))
 
     traced.__name__ = name
     return traced
-
-
-def abstractify(x: Any) -> ShapedArray:
-    """The aval a transform's input gets: NumPy values as they are, Python scalars weakly
-    typed, lists converted as NumPy converts them; anything else is a ``TypeError``."""
-    if isinstance(x, (np.ndarray, np.generic, Tracer, bool, int, float, complex)):
-        return get_aval(x)
-    return get_aval(as_array_arg(x, "argument"))
-
-
-def as_array_arg(x: Any, what: str) -> Any:
-    """``x`` as a valid array argument, or a ``TypeError`` naming it and its type."""
-    if isinstance(x, (np.ndarray, np.generic, Tracer, bool, int, float, complex)):
-        return x
-    if isinstance(x, (list, tuple)):
-        try:
-            arr = np.asarray(x)
-        except ValueError as e:
-            raise TypeError(f"{what}: a ragged or invalid nested sequence ({e})") from None
-        if arr.dtype.kind in "biufc":
-            return arr
-    raise TypeError(
-        f"{what}: expected an array, a number or a list of numbers, got "
-        f"{type(x).__name__} {x!r:.60}"
-    )

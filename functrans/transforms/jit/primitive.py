@@ -20,7 +20,8 @@ from functrans.config import config
 from functrans.core import Primitive, ShapedArray, Zero, get_aval
 from functrans.ir import ClosedJaxpr
 from functrans.primitives import convert_element_type
-from functrans.transforms.derived import VJPSplit, batch_jaxpr, cached, jvp_jaxpr, vjp_partition
+from functrans.transforms.batching import batch_jaxpr
+from functrans.transforms.derived import VJPSplit, cached, jvp_jaxpr, vjp_partition
 from functrans.transforms.jit.codegen import compiled
 from functrans.transforms.jit.passes import inline_calls, optimize
 

@@ -9,14 +9,13 @@ from typing import Any
 import numpy as np
 
 from functrans.core import get_aval
-from functrans.transforms.ad import (
-    _as_input,
-    _check_argnums,
-    _check_differentiable,
-    _scalar,
-    jvp,
-    vjp,
+from functrans.transforms.api_util import (
+    argnums_partial,
+    argnums_tuple,
+    differentiable_leaves,
 )
+from functrans.transforms.autodiff.forward import as_numpy_scalar, jvp
+from functrans.transforms.autodiff.reverse import vjp
 from functrans.transforms.batching import vmap
 from functrans.tree_util import tree_flatten, tree_unflatten
 
@@ -51,31 +50,18 @@ def _split_rows(stacked: Sequence[Any], shapes: Sequence[tuple[int, ...]]) -> li
     return blocks
 
 
-def _diff_leaves(name: str, args: tuple, argnums: int | Sequence[int]):
-    nums = _check_argnums(name, argnums, len(args))
-    leaves, tree = tree_flatten([args[i] for i in nums])
-    checked = [_check_differentiable(name, _as_input(x, name), False) for x in leaves]
-    # Python scalars stay Python scalars: jvp and vjp treat them as weakly typed.
-    pairs = zip(leaves, checked, strict=True)
-    leaves = [x if type(x) in (int, float, complex) else c for x, c in pairs]
-    return nums, leaves, tree
-
-
-def _with_args(fun: Callable, args: tuple, nums: tuple[int, ...], tree) -> Callable:
-    def partial_fun(*leaves: Any) -> Any:
-        full = list(args)
-        for i, a in zip(nums, tree_unflatten(tree, leaves), strict=True):
-            full[i] = a
-        return fun(*full)
-
-    return partial_fun
+def _diff_leaves(name: str, fun: Callable, args: tuple, argnums: tuple[int, ...]):
+    """The leaves of the differentiated arguments (Python numbers kept as such: jvp and
+    vjp treat them as weakly typed), their structure, and ``fun`` of those leaves."""
+    positions, leaves, tree = differentiable_leaves(name, args, argnums, False)
+    return leaves, tree, argnums_partial(fun, args, positions, tree)
 
 
 def _nest(out_tree, out_shapes, in_tree, in_shapes, block, argnums) -> Any:
     """Build the Jacobian pytree: output structure outside, input structure inside."""
 
     def for_output(j: int) -> Any:
-        blocks = [_scalar(block(j, i)) for i in range(len(in_shapes))]
+        blocks = [as_numpy_scalar(block(j, i)) for i in range(len(in_shapes))]
         inner = tree_unflatten(in_tree, blocks)
         return inner[0] if isinstance(argnums, int) else tuple(inner)
 
@@ -91,11 +77,11 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     array([[2., 0.],
            [0., 4.]])
     """
+    nums = argnums_tuple("jacfwd", "argnums", argnums)
 
     @functools.wraps(fun)
     def jac(*args: Any) -> Any:
-        nums, leaves, in_tree = _diff_leaves("jacfwd", args, argnums)
-        partial_fun = _with_args(fun, args, nums, in_tree)
+        leaves, in_tree, partial_fun = _diff_leaves("jacfwd", fun, args, nums)
         size, unravel = _ravel_leaves(leaves)
         dtype = np.result_type(*[get_aval(x).dtype for x in leaves])
         out_tree_box = []
@@ -133,11 +119,11 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     >>> jacrev(lambda x: fnp.sum(x ** 2))(np.array([1.0, 2.0]))
     array([2., 4.])
     """
+    nums = argnums_tuple("jacrev", "argnums", argnums)
 
     @functools.wraps(fun)
     def jac(*args: Any) -> Any:
-        nums, leaves, in_tree = _diff_leaves("jacrev", args, argnums)
-        partial_fun = _with_args(fun, args, nums, in_tree)
+        leaves, in_tree, partial_fun = _diff_leaves("jacrev", fun, args, nums)
         out, pullback = vjp(partial_fun, *leaves)
         out_leaves, out_tree = tree_flatten(out)
         out_shapes = [get_aval(o).shape for o in out_leaves]

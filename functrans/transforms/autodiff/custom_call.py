@@ -1,45 +1,55 @@
-"""How a call of a ``custom_jvp`` / ``custom_vjp`` function is prepared, and how what
-its rules return is checked.
+"""A call of a ``custom_jvp`` / ``custom_vjp`` function: how it is prepared, how
+what its rules return is checked, and the primitive it binds.
 
 A call binds keyword arguments to positions, sets the ``nondiff_argnums`` arguments
 aside as Python values, and traces the function's program (``CustomFunction``,
 ``Call``). Every value a rule returns is conformed to the function's own types
-(``conform``), so that a gradient has the shape and dtype of its primal input.
+(``conform``), so that a gradient has the shape and dtype of its primal input. The
+call primitive (``call_primitive``) holds the program, evaluates and stages it as an
+ordinary program, and inlines it where no rule of the user's applies.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from functrans.core import PYTHON_SCALARS, ShapedArray, Tracer, get_aval
-from functrans.ir import ClosedJaxpr
+from functrans.core import (
+    PYTHON_SCALARS,
+    Primitive,
+    ShapedArray,
+    Tracer,
+    get_aval,
+    is_float,
+    new_trace,
+)
+from functrans.ir import ClosedJaxpr, Jaxpr
 from functrans.primitives import convert_element_type
+from functrans.primitives.structural import broadcast_batched
+from functrans.transforms import staging
+from functrans.transforms.api_util import (
+    argnum_positions,
+    argnums_tuple,
+    flatten_fun,
+    positional_params,
+    signature_of,
+    substitute,
+)
+from functrans.transforms.autodiff.forward import jvp_flat
+from functrans.transforms.batching import BatchTrace, BatchTracer, batch_jaxpr
 from functrans.tree_util import PyTreeDef, tree_flatten, tree_leaves, tree_unflatten
 
 
 def trace_call(fun: Callable, leaves: Sequence[Any], in_tree, name: str):
     """Trace ``fun`` (over pytrees) at the avals of ``leaves``. Returns the closed jaxpr
     with its consts hoisted to leading arguments, the consts, and the output tree."""
-    from functrans.transforms.staging import trace_to_jaxpr
-
-    out_tree_box = []
-
-    def flat(*xs):
-        out = fun(*tree_unflatten(in_tree, xs))
-        out_leaves, out_tree = tree_flatten(out)
-        out_tree_box.append(out_tree)
-        return out_leaves
-
-    jaxpr, consts = trace_to_jaxpr(flat, [get_aval(x) for x in leaves], name)
-    from functrans.ir import Jaxpr
-
+    flat, out_tree_of = flatten_fun(fun, in_tree)
+    jaxpr, consts = staging.trace_to_jaxpr(flat, [get_aval(x) for x in leaves], name)
     hoisted = Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.outvars, jaxpr.eqns)
-    return ClosedJaxpr(hoisted, []), consts, out_tree_box[0]
+    return ClosedJaxpr(hoisted, []), consts, out_tree_of()
 
 
 def any_tracer(leaves: Sequence[Any]) -> bool:
@@ -49,10 +59,6 @@ def any_tracer(leaves: Sequence[Any]) -> bool:
 # ---------------------------------------------------------------------------
 # What the user's rules return, checked against the function's own types
 # ---------------------------------------------------------------------------
-
-
-def is_float(aval: ShapedArray) -> bool:
-    return aval.dtype.kind in "fc"
 
 
 def _cast(x: Any, dtype: np.dtype) -> Any:
@@ -144,30 +150,10 @@ class Call(NamedTuple):
 
 
 def _check_nondiff_argnums(kind: str, argnums: Any) -> tuple[int, ...]:
-    nums = (argnums,) if isinstance(argnums, (int, np.integer)) else argnums
-    if not isinstance(nums, (tuple, list)) or not all(
-        isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in nums
-    ):
-        raise TypeError(f"{kind}: nondiff_argnums must be a tuple of ints, got {argnums!r}")
+    nums = argnums_tuple(kind, "nondiff_argnums", argnums)
     if len(set(nums)) != len(nums):
         raise ValueError(f"{kind}: nondiff_argnums {argnums!r} repeats an index")
-    return tuple(int(n) for n in nums)
-
-
-def _signature(fun: Callable) -> inspect.Signature | None:
-    try:
-        return inspect.signature(fun)
-    except (TypeError, ValueError):  # some builtins and extension callables have none
-        return None
-
-
-def _num_positional(sig: inspect.Signature | None) -> tuple[int, bool]:
-    """The number of positional parameters, and whether there is a ``*args``."""
-    if sig is None:
-        return 0, True
-    kinds = [p.kind for p in sig.parameters.values()]
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(k in positional for k in kinds), inspect.Parameter.VAR_POSITIONAL in kinds
+    return nums
 
 
 def leaf_targets(in_tree: PyTreeDef, positions: Sequence[int]) -> list[str]:
@@ -194,8 +180,9 @@ class CustomFunction:
         self.fun = fun
         self.nondiff_argnums = _check_nondiff_argnums(self.kind, nondiff_argnums)
         # One distinctive attribute: wrappers (jit...) copy an instance's __dict__.
-        signature = _signature(fun)
-        self._custom_signature = (signature, *_num_positional(signature))
+        signature = signature_of(fun)
+        names, var_positional = positional_params(signature)
+        self._custom_signature = (signature, len(names), var_positional)
 
     def _positional(self, args: tuple, kwargs: dict) -> tuple:
         """The call's arguments as positional ones, with defaults applied (as JAX
@@ -219,15 +206,9 @@ class CustomFunction:
             )
         return bound.args
 
-    def _nondiff_positions(self, nargs: int) -> list[int]:
-        positions = []
-        for n in self.nondiff_argnums:
-            if not -nargs <= n < nargs:
-                raise ValueError(
-                    f"{self.kind}: nondiff_argnums {self.nondiff_argnums} of {self.__name__}: "
-                    f"{n} is out of range for a call with {nargs} positional arguments"
-                )
-            positions.append(n % nargs)
+    def _nondiff_positions(self, nargs: int) -> tuple[int, ...]:
+        what = f"{self.kind}: {self.__name__}"
+        positions = argnum_positions(what, "nondiff_argnums", self.nondiff_argnums, nargs)
         if len(set(positions)) != len(positions):
             raise ValueError(
                 f"{self.kind}: nondiff_argnums {self.nondiff_argnums} of {self.__name__} name "
@@ -273,17 +254,12 @@ class CustomFunction:
         nondiff = tuple(args[p] for p in nondiff_positions)
         fun, full_args = self.fun, tuple
         if nondiff_positions:
-
-            def full_args(diff_args: Sequence[Any]) -> list:
-                full = list(args)
-                for p, a in zip(positions, diff_args, strict=True):
-                    full[p] = a
-                return full
+            full_args = functools.partial(substitute, args, positions)
 
             def fun(*diff_args: Any) -> Any:
                 return self.fun(*full_args(diff_args))
 
-        call_jaxpr, consts, out_tree = trace_call(fun, leaves, in_tree, name)
+        program, consts, out_tree = trace_call(fun, leaves, in_tree, name)
         call = Call(
             leaves=leaves,
             in_tree=in_tree,
@@ -291,8 +267,113 @@ class CustomFunction:
             positions=tuple(positions),
             nondiff=nondiff,
             full_args=full_args,
-            call_jaxpr=call_jaxpr,
+            call_jaxpr=program,
             consts=consts,
             out_tree=out_tree,
         )
         return args, call
+
+
+# ---------------------------------------------------------------------------
+# The call primitive: binding it, and its program inlined under JVP and batching
+# ---------------------------------------------------------------------------
+
+
+def jvp_inline(program: ClosedJaxpr, primals, tangents):
+    """Forward mode through the call's own program (its implementation)."""
+    call = functools.partial(staging.call_jaxpr, program)
+    return jvp_flat(call, list(primals), list(tangents), "jvp")
+
+
+def batch_inline(program: ClosedJaxpr, vals, dims):
+    """Batching through the call's own program (its implementation)."""
+    size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
+    with new_trace(BatchTrace, "vmap", axis_size=size) as trace:
+        pairs = zip(vals, dims, strict=True)
+        ins = [v if d is None else BatchTracer(trace, v, d) for v, d in pairs]
+        outs = staging.call_jaxpr(program, *ins)
+        results = [
+            (o.val, o.bdim) if type(o) is BatchTracer and o._trace is trace else (o, None)
+            for o in outs
+        ]
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def batch_call(prim: Primitive, vals, dims, params, batch_rules: Callable[..., dict]):
+    """Batching rule of a custom call: bind ``prim`` again on the batched arguments
+    (batch axis first), with its program batched and the user's rules vmapped by
+    ``batch_rules(params, arg_axes)``, so that differentiating the batched call still
+    uses them. A batched closed-over value would reach the rules only through their
+    own closure, so then the call is inlined (its implementation is what gets
+    differentiated)."""
+    num_consts = params["num_consts"]
+    if any(d is not None for d in dims[:num_consts]):
+        return batch_inline(params["call_jaxpr"], vals, dims)
+    size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
+    in_dims = [None if d is None else 0 for d in dims]
+    pairs = zip(vals, dims, strict=True)
+    vals = [v if d is None else broadcast_batched(v, d, size, 0) for v, d in pairs]
+    n_out = len(params["call_jaxpr"].out_avals)
+    call, _ = batch_jaxpr(params["call_jaxpr"], size, in_dims, out_axis=0, force=[True] * n_out)
+    arg_axes = tree_unflatten(params["in_tree"], in_dims[num_consts:])
+    new_params = {**params, "call_jaxpr": call, **batch_rules(params, arg_axes)}
+    return prim.bind(*vals, **new_params), [0] * n_out
+
+
+def bind_call(prim: Primitive, call: Call, name: str, rules: dict) -> Any:
+    """Bind a custom call: the function's program and consts, the user's ``rules``."""
+    outs = prim.bind(
+        *call.consts,
+        *call.leaves,
+        call_jaxpr=call.call_jaxpr,
+        num_consts=len(call.consts),
+        in_tree=call.in_tree,
+        out_tree=call.out_tree,
+        name=name,
+        **rules,
+    )
+    return tree_unflatten(call.out_tree, outs)
+
+
+def call_primitive(name: str) -> Primitive:
+    """A custom call primitive: it evaluates, stages and batches the program in its
+    ``call_jaxpr`` parameter; its differentiation rules are the caller's."""
+    prim = Primitive(name, multiple_results=True)
+    prim.def_impl(lambda *args, call_jaxpr, **_: staging.call_jaxpr(call_jaxpr, *args))
+    prim.def_abstract_eval(lambda *avals, call_jaxpr, **_: call_jaxpr.out_avals)
+    prim.def_batch(lambda vals, dims, call_jaxpr, **_: batch_inline(call_jaxpr, vals, dims))
+    prim.call_param = "call_jaxpr"  # jit inlines the function (its rules are for transforms)
+    return prim
+
+
+def def_call_rules(
+    prim: Primitive, jvp: Callable, reverse: Callable, batch_rules: Callable[..., dict]
+) -> None:
+    """Give a custom call primitive its differentiation rules, and a batching rule that
+    keeps them (``batch_call``)."""
+    prim.def_jvp(jvp)
+    prim.def_reverse(reverse)
+    prim.def_batch(lambda vals, dims, **params: batch_call(prim, vals, dims, params, batch_rules))
+
+
+def check_no_differentiated_closure(kind: str, name: str, closed_over: bool) -> None:
+    # A closed-over value reaches the call as a const; the user's rule only produces
+    # derivatives for the function's arguments, so a derivative with respect to it
+    # would be silently lost (or the rule would use a dead tracer).
+    if closed_over:
+        raise TypeError(
+            f"{kind}: {name} closes over a value that is being differentiated; the rule "
+            f"gives no derivative for it. Pass the value to {name} as an argument instead."
+        )
+
+
+def as_received(values: Sequence[Any], params: dict) -> list[Any]:
+    """The call's arguments as the function received them. Differentiation holds a
+    Python number given to the function (a weakly typed argument) as a NumPy scalar;
+    the rules get it back as a Python number, so that they compute in the dtypes the
+    function does (``x32 * s`` stays float32)."""
+    avals = params["call_jaxpr"].in_avals[params["num_consts"] :]
+    return [
+        v.item() if a.weak_type and isinstance(v, (np.generic, np.ndarray)) and v.ndim == 0 else v
+        for v, a in zip(values, avals, strict=True)
+    ]

@@ -23,25 +23,33 @@ from typing import Any
 import numpy as np
 
 from functrans.core import (
-    Primitive,
     Tracer,
     Zero,
     call_with_trace,
     get_aval,
-    new_trace,
+    instantiate,
+    is_float,
 )
+from functrans.primitives import reduce_sum
 from functrans.primitives import stop_gradient as _stop_gradient
-from functrans.transforms import derived
-from functrans.transforms._custom_call import (
+from functrans.transforms.autodiff.custom_call import (
     Call,
     CustomFunction,
+    as_received,
+    bind_call,
+    call_primitive,
+    check_no_differentiated_closure,
     check_pair,
     conform,
-    is_float,
+    def_call_rules,
+    jvp_inline,
     leaf_targets,
     plural,
     subtree_leaves,
 )
+from functrans.transforms.autodiff.reverse import run_on_tape
+from functrans.transforms.batching import vmap
+from functrans.transforms.staging import call_jaxpr
 from functrans.tree_util import tree_flatten, tree_map, tree_unflatten
 
 __all__ = ["custom_jvp", "custom_vjp", "stop_gradient"]
@@ -58,128 +66,28 @@ def stop_gradient(x: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------
-# Shared machinery: the call's jaxpr, inline evaluation under JVP and batching
-# ---------------------------------------------------------------------------
-
-
-def _jvp_inline(call_jaxpr, primals, tangents):
-    """Forward mode through the call's own program (its implementation)."""
-    from functrans.transforms.ad import _jvp_flat
-
-    call = functools.partial(derived.call_jaxpr, call_jaxpr)
-    return _jvp_flat(call, list(primals), list(tangents), "jvp")
-
-
-def _batch_inline(call_jaxpr, vals, dims):
-    from functrans.transforms.batching import BatchTrace, BatchTracer
-
-    size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
-    with new_trace(BatchTrace, "vmap", axis_size=size) as trace:
-        pairs = zip(vals, dims, strict=True)
-        ins = [v if d is None else BatchTracer(trace, v, d) for v, d in pairs]
-        outs = derived.call_jaxpr(call_jaxpr, *ins)
-        results = [
-            (o.val, o.bdim) if type(o) is BatchTracer and o._trace is trace else (o, None)
-            for o in outs
-        ]
-    return [r[0] for r in results], [r[1] for r in results]
-
-
-def _batch_call(prim: Primitive, vals, dims, params, batch_rules: Callable[..., dict]):
-    """Batching rule of a custom call: bind ``prim`` again on the batched arguments
-    (batch axis first), with its program batched and the user's rules vmapped by
-    ``batch_rules(params, arg_axes)``, so that differentiating the batched call still
-    uses them. A batched closed-over value would reach the rules only through their
-    own closure, so then the call is inlined (its implementation is what gets
-    differentiated)."""
-    num_consts = params["num_consts"]
-    if any(d is not None for d in dims[:num_consts]):
-        return _batch_inline(params["call_jaxpr"], vals, dims)
-    from functrans.primitives.structural import broadcast_batched
-
-    size = next(get_aval(v).shape[d] for v, d in zip(vals, dims, strict=True) if d is not None)
-    in_dims = [None if d is None else 0 for d in dims]
-    pairs = zip(vals, dims, strict=True)
-    vals = [v if d is None else broadcast_batched(v, d, size, 0) for v, d in pairs]
-    n_out = len(params["call_jaxpr"].out_avals)
-    call, _ = derived.batch_jaxpr(
-        params["call_jaxpr"], size, in_dims, out_axis=0, force=[True] * n_out
-    )
-    arg_axes = tree_unflatten(params["in_tree"], in_dims[num_consts:])
-    new_params = {**params, "call_jaxpr": call, **batch_rules(params, arg_axes)}
-    return prim.bind(*vals, **new_params), [0] * n_out
-
-
-def _bind(prim: Primitive, call: Call, name: str, rules: dict) -> Any:
-    """Bind a custom call: the function's program and consts, the user's ``rules``."""
-    outs = prim.bind(
-        *call.consts,
-        *call.leaves,
-        call_jaxpr=call.call_jaxpr,
-        num_consts=len(call.consts),
-        in_tree=call.in_tree,
-        out_tree=call.out_tree,
-        name=name,
-        **rules,
-    )
-    return tree_unflatten(call.out_tree, outs)
-
-
-def _def_call_primitive(name: str) -> Primitive:
-    prim = Primitive(name, multiple_results=True)
-    prim.def_impl(lambda *args, call_jaxpr, **_: derived.call_jaxpr(call_jaxpr, *args))
-    prim.def_abstract_eval(lambda *avals, call_jaxpr, **_: call_jaxpr.out_avals)
-    prim.def_batch(lambda vals, dims, call_jaxpr, **_: _batch_inline(call_jaxpr, vals, dims))
-    prim.call_param = "call_jaxpr"  # jit inlines the function (its rules are for transforms)
-    return prim
-
-
-def _check_no_differentiated_closure(kind: str, name: str, closed_over: bool) -> None:
-    # A closed-over value reaches the call as a const; the user's rule only produces
-    # derivatives for the function's arguments, so a derivative with respect to it
-    # would be silently lost (or the rule would use a dead tracer).
-    if closed_over:
-        raise TypeError(
-            f"{kind}: {name} closes over a value that is being differentiated; the rule "
-            f"gives no derivative for it. Pass the value to {name} as an argument instead."
-        )
-
-
-def _as_received(values: Sequence[Any], params: dict) -> list[Any]:
-    """The call's arguments as the function received them. Differentiation holds a
-    Python number given to the function (a weakly typed argument) as a NumPy scalar;
-    the rules get it back as a Python number, so that they compute in the dtypes the
-    function does (``x32 * s`` stays float32)."""
-    avals = params["call_jaxpr"].in_avals[params["num_consts"] :]
-    return [
-        v.item() if a.weak_type and isinstance(v, (np.generic, np.ndarray)) and v.ndim == 0 else v
-        for v, a in zip(values, avals, strict=True)
-    ]
-
-
-# ---------------------------------------------------------------------------
 # custom_vjp
 # ---------------------------------------------------------------------------
 
-custom_vjp_call_p = _def_call_primitive("custom_vjp_call")
+custom_vjp_call_p = call_primitive("custom_vjp_call")
 
 
 def _custom_vjp_jvp(primals, tangents, *, call_jaxpr, **_):
     # Forward mode differentiates the function itself, so jacfwd and hessian of a
     # custom_vjp function work (JAX raises here).
-    return _jvp_inline(call_jaxpr, primals, tangents)
+    return jvp_inline(call_jaxpr, primals, tangents)
 
 
 def _custom_vjp_reverse(parent, primals, positions, params):
     num_consts, in_tree, out_tree = params["num_consts"], params["in_tree"], params["out_tree"]
     closed_over = any(i < num_consts for i in positions)
-    _check_no_differentiated_closure("custom_vjp", params["name"], closed_over)
-    args = tree_unflatten(in_tree, _as_received(primals[num_consts:], params))
+    check_no_differentiated_closure("custom_vjp", params["name"], closed_over)
+    args = tree_unflatten(in_tree, as_received(primals[num_consts:], params))
     out_leaves, residuals = call_with_trace(parent, params["fwd"], *args)
     bwd = params["bwd"]
 
     def backward(g):
-        g = [derived.instantiate(c, get_aval(o)) for c, o in zip(g, out_leaves, strict=True)]
+        g = [instantiate(c, get_aval(o)) for c, o in zip(g, out_leaves, strict=True)]
         cts = [None] * num_consts + list(bwd(residuals, tree_unflatten(out_tree, g)))
         return [cts[i] for i in positions]
 
@@ -250,9 +158,6 @@ def _is_array(x: Any) -> bool:
 
 
 def _custom_vjp_batch_rules(params: dict, arg_axes: tuple) -> dict:
-    from functrans import numpy as fnp
-    from functrans.transforms.batching import vmap
-
     fwd, bwd = params["fwd"], params["bwd"]
     unbatched = [a is None for a in tree_flatten(arg_axes, is_leaf=lambda x: x is None)[0]]
 
@@ -285,20 +190,14 @@ def _custom_vjp_batch_rules(params: dict, arg_axes: tuple) -> dict:
         cts = vmap(example_bwd)([x for x in leaves if _is_array(x)], g)
         # An argument shared by the whole batch gets the sum of its cotangents.
         return [
-            fnp.sum(c, axis=0) if c is not None and shared else c
+            reduce_sum(c, (0,)) if c is not None and shared else c
             for c, shared in zip(cts, unbatched, strict=True)
         ]
 
     return {"fwd": batched_fwd, "bwd": batched_bwd}
 
 
-custom_vjp_call_p.def_jvp(_custom_vjp_jvp)
-custom_vjp_call_p.reverse = _custom_vjp_reverse
-custom_vjp_call_p.def_batch(
-    lambda vals, dims, **params: _batch_call(
-        custom_vjp_call_p, vals, dims, params, _custom_vjp_batch_rules
-    )
-)
+def_call_rules(custom_vjp_call_p, _custom_vjp_jvp, _custom_vjp_reverse, _custom_vjp_batch_rules)
 
 
 class custom_vjp(CustomFunction):
@@ -363,25 +262,25 @@ class custom_vjp(CustomFunction):
             return self.fun(*args)
         name = self.__name__
         rules = dict(fwd=_checked_fwd(self.fwd, call, name), bwd=_checked_bwd(self.bwd, call, name))
-        return _bind(custom_vjp_call_p, call, name, rules)
+        return bind_call(custom_vjp_call_p, call, name, rules)
 
 
 # ---------------------------------------------------------------------------
 # custom_jvp
 # ---------------------------------------------------------------------------
 
-custom_jvp_call_p = _def_call_primitive("custom_jvp_call")
+custom_jvp_call_p = call_primitive("custom_jvp_call")
 
 
 def _custom_jvp_jvp(primals, tangents, **params):
     num_consts, in_tree = params["num_consts"], params["in_tree"]
     diff_primals = primals[num_consts:]
-    args = tree_unflatten(in_tree, _as_received(diff_primals, params))
+    args = tree_unflatten(in_tree, as_received(diff_primals, params))
     tangents = [
-        derived.instantiate(t, get_aval(p).strip_weak_type())
+        instantiate(t, get_aval(p).strip_weak_type())
         for t, p in zip(tangents[num_consts:], diff_primals, strict=True)
     ]
-    tans = tree_unflatten(in_tree, _as_received(tangents, params))
+    tans = tree_unflatten(in_tree, as_received(tangents, params))
     outs, t_outs = params["jvp"](args, tans)
     # An integer or bool output has no derivative (the rule's tangent only had its shape).
     t_outs = [
@@ -424,12 +323,10 @@ def _checked_jvp(rule: Callable, call: Call, name: str) -> Callable:
 
 
 def _custom_jvp_reverse(parent, primals, positions, params):
-    from functrans.transforms.ad import _vjp_flat
-
     num_consts = params["num_consts"]
     closed_over = any(i < num_consts for i in positions)
-    _check_no_differentiated_closure("custom_jvp", params["name"], closed_over)
-    outs = call_with_trace(parent, derived.call_jaxpr, params["call_jaxpr"], *primals)
+    check_no_differentiated_closure("custom_jvp", params["name"], closed_over)
+    outs = call_with_trace(parent, call_jaxpr, params["call_jaxpr"], *primals)
     args = primals[num_consts:]
 
     def backward(g):
@@ -440,13 +337,8 @@ def _custom_jvp_reverse(parent, primals, positions, params):
 
         zeros = [np.zeros(get_aval(x).shape, get_aval(x).dtype) for x in args]
         weak = [a.weak_type for a in params["call_jaxpr"].in_avals[num_consts:]]
-        t_outs, trace, slots = _vjp_flat(tangent_map, zeros, "custom_jvp", weak)
-        seeds = {}
-        for o, c in zip(t_outs, g, strict=True):
-            if c is not None and getattr(o, "_trace", None) is trace:
-                seeds[o.slot] = c
-        cts = trace.backward(seeds, slots) if seeds else [None] * len(slots)
-        full = [None] * num_consts + cts
+        t_outs, trace, slots = run_on_tape(tangent_map, zeros, "custom_jvp", weak=weak)
+        full = [None] * num_consts + trace.pull(t_outs, g, slots)
         return [full[i] for i in positions]
 
     return outs, backward
@@ -454,25 +346,17 @@ def _custom_jvp_reverse(parent, primals, positions, params):
 
 def _custom_jvp_rule(primals, tangents, **params):
     closed_over = any(type(t) is not Zero for t in tangents[: params["num_consts"]])
-    _check_no_differentiated_closure("custom_jvp", params["name"], closed_over)
+    check_no_differentiated_closure("custom_jvp", params["name"], closed_over)
     return _custom_jvp_jvp(primals, tangents, **params)
 
 
 def _custom_jvp_batch_rules(params: dict, arg_axes: tuple) -> dict:
-    from functrans.transforms.batching import vmap
-
     # A tangent is batched exactly where its primal is (the rule receives both); the
     # rule checks each example's outputs against the example's output types.
     return {"jvp": vmap(params["jvp"], in_axes=(arg_axes, arg_axes))}
 
 
-custom_jvp_call_p.def_jvp(_custom_jvp_rule)
-custom_jvp_call_p.reverse = _custom_jvp_reverse
-custom_jvp_call_p.def_batch(
-    lambda vals, dims, **params: _batch_call(
-        custom_jvp_call_p, vals, dims, params, _custom_jvp_batch_rules
-    )
-)
+def_call_rules(custom_jvp_call_p, _custom_jvp_rule, _custom_jvp_reverse, _custom_jvp_batch_rules)
 
 
 class custom_jvp(CustomFunction):
@@ -534,7 +418,7 @@ class custom_jvp(CustomFunction):
         args, call = self._prepare(args, kwargs)
         if call is None:
             return self.fun(*args)
-        return _bind(
+        return bind_call(
             custom_jvp_call_p,
             call,
             self.__name__,
