@@ -156,10 +156,6 @@ def get_aval(x: Any) -> ShapedArray:
     raise TypeError(f"value of type {type(x).__name__} is not a valid array: {x!r:.60}")
 
 
-def is_inexact(dtype: np.dtype) -> bool:
-    return dtype.kind in "fc"
-
-
 def is_float(aval: ShapedArray) -> bool:
     """Whether values of ``aval`` have derivatives (a floating or complex dtype)."""
     return aval.dtype.kind in "fc"

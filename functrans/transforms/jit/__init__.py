@@ -32,10 +32,18 @@ import numpy as np
 from functrans.config import config
 from functrans.core import PYTHON_SCALARS, Tracer
 from functrans.ir import ClosedJaxpr, Jaxpr
+from functrans.transforms.api_util import (
+    abstractify,
+    fun_name,
+    positional_params,
+    signature_of,
+    static_argnames_tuple,
+    static_argnums_tuple,
+)
 from functrans.transforms.jit import codegen
 from functrans.transforms.jit.primitive import jit_p, optimized
 from functrans.transforms.jit.signature import aval_key, flatten_fast, unflattener
-from functrans.transforms.staging import abstractify, trace_to_jaxpr
+from functrans.transforms.staging import trace_to_jaxpr
 from functrans.tree_util import PyTreeDef, tree_flatten, tree_unflatten
 
 __all__ = ["CACHE_MAXSIZE", "CacheInfo", "Jitted", "jit", "jit_p"]
@@ -88,8 +96,8 @@ class Jitted:
             raise TypeError(f"jit: expected a function, got {type(fun).__name__}")
         functools.update_wrapper(self, fun)
         self._fun = fun
-        self._name = getattr(fun, "__name__", type(fun).__name__)
-        self._params = _positional_names(fun)
+        self._name = fun_name(fun)
+        self._params = positional_params(signature_of(fun))[0]
         self._static_argnums, self._static_argnames = self._normalize_static(
             static_argnums, static_argnames
         )
@@ -305,28 +313,12 @@ class Jitted:
     # --- static arguments and descriptions ----------------------------------------------
 
     def _normalize_static(self, nums, names) -> tuple[tuple[int, ...], frozenset[str]]:
-        nums = () if nums is None else nums
-        names = () if names is None else names
-        if not isinstance(nums, (int, np.integer, tuple, list)):
-            raise TypeError(
-                f"jit({self._name}): static_argnums must be an int or a tuple of ints, got {nums!r}"
-            )
-        if not isinstance(names, (str, tuple, list)):
-            raise TypeError(
-                f"jit({self._name}): static_argnames must be a str or a tuple of str, got {names!r}"
-            )
-        nums = (nums,) if isinstance(nums, (int, np.integer)) else tuple(nums)
-        names = (names,) if isinstance(names, str) else tuple(names)
-        for n in nums:
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
-                raise TypeError(f"jit({self._name}): static_argnums must be ints, got {n!r}")
-        for s in names:
-            if not isinstance(s, str):
-                raise TypeError(f"jit({self._name}): static_argnames must be strings, got {s!r}")
-        nums = tuple(int(n) for n in nums)
+        what = f"jit({self._name})"
+        nums = static_argnums_tuple(what, nums)
+        names = static_argnames_tuple(what, names)
         self._check_static_exist(nums, names)
         # As in JAX, a static parameter is static however it is passed.
-        params = self._params or []
+        params = self._params
         names_set = set(names) | {params[n] for n in nums if 0 <= n < len(params)}
         nums_set = set(nums) | {params.index(s) for s in names if s in params}
         return tuple(sorted(nums_set)), frozenset(names_set)
@@ -334,20 +326,19 @@ class Jitted:
     def _check_static_exist(self, nums: tuple[int, ...], names: tuple[str, ...]) -> None:
         """Static arguments the function cannot take are a mistake (as in JAX), unless
         it takes ``*args`` / ``**kwargs``."""
-        try:
-            params = inspect.signature(self._fun).parameters.values()
-        except (TypeError, ValueError):
+        signature = signature_of(self._fun)
+        if signature is None:
             return
-        kinds = {p.kind for p in params}
-        positional = self._params or []
-        if inspect.Parameter.VAR_POSITIONAL not in kinds:
+        positional, any_positional = positional_params(signature)
+        if not any_positional:
             for n in nums:
                 if not -len(positional) <= n < len(positional):
                     raise ValueError(
                         f"jit({self._name}): static_argnums {n} is out of range: the function "
                         f"takes {len(positional)} positional arguments"
                     )
-        if inspect.Parameter.VAR_KEYWORD not in kinds:
+        params = signature.parameters.values()
+        if all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in params):
             known = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
             unknown = sorted(set(names) - known)
             if unknown:
@@ -410,15 +401,6 @@ class Jitted:
 
 def _fmt(signature: dict[str, str]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in signature.items()) or "no arguments"
-
-
-def _positional_names(fun: Callable) -> list[str] | None:
-    try:
-        sig = inspect.signature(fun)
-    except (TypeError, ValueError):
-        return None
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in sig.parameters.values() if p.kind in kinds]
 
 
 def jit(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from functrans.config import config
-from functrans.core import Primitive, ShapedArray, Zero, get_aval
+from functrans.core import Primitive, ShapedArray, Zero, get_aval, is_float
 from functrans.ir import ClosedJaxpr
 from functrans.primitives import convert_element_type
 from functrans.transforms.batching import batch_jaxpr
@@ -97,15 +97,11 @@ def _jit_reverse(parent, primals, positions, params):
     out_avals = closed.out_avals
 
     def backward(g):  # one cotangent (or None) per output
-        cts = [_as_cotangent(c, a) for c, a in zip(g, out_avals, strict=True) if _is_float(a)]
+        cts = [_as_cotangent(c, a) for c, a in zip(g, out_avals, strict=True) if is_float(a)]
         in_cts = iter(jit_p.bind(*residuals, *cts, jaxpr=split.bwd, name=f"{name}_bwd"))
         return [next(in_cts) if nz else None for nz in split.ct_nonzero]
 
     return outs, backward
-
-
-def _is_float(aval: ShapedArray) -> bool:
-    return aval.dtype.kind in "fc"
 
 
 def _as_cotangent(ct: Any, aval: ShapedArray) -> Any:
@@ -121,7 +117,7 @@ def _vjp_split(closed: ClosedJaxpr, positions: tuple[int, ...], name: str) -> VJ
     """The forward and backward jaxprs of reverse mode with respect to the inputs at
     ``positions`` (cotangents flow from the floating outputs)."""
     diff_in = [i in positions for i in range(len(closed.in_avals))]
-    ct_mask = [_is_float(a) for a in closed.out_avals]
+    ct_mask = [is_float(a) for a in closed.out_avals]
     split = vjp_partition(closed, diff_in, ct_mask, f"vjp({name})")
     if config.jit_optimize:
         split = split._replace(fwd=optimize(split.fwd), bwd=optimize(split.bwd))
