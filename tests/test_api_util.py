@@ -1,63 +1,11 @@
-"""The transforms' front door for arguments, and the order in which the transforms
-import each other."""
-
-import ast
-from pathlib import Path
+"""The transforms' front door for arguments (the order in which modules import each
+other is checked by ``test_layers.py``)."""
 
 import numpy as np
 import pytest
 
 import functrans as ft
 from functrans.transforms import api_util
-
-PACKAGE = Path(ft.__file__).parent
-
-# Each transform module imports only modules of lower rank; control flow sits above
-# all of them.
-RANKS = {
-    "functrans.transforms.api_util": 0,
-    "functrans.transforms.jaxpr_passes": 0,
-    "functrans.transforms.staging": 1,
-    "functrans.transforms.batching": 2,
-    "functrans.transforms.autodiff.forward": 3,
-    "functrans.transforms.autodiff.reverse": 4,
-    "functrans.transforms.autodiff.custom_call": 5,
-    "functrans.transforms.autodiff.custom": 6,
-    "functrans.transforms.autodiff.jacobians": 7,
-    "functrans.transforms.derived": 8,
-    "functrans.control_flow._common": 10,
-    "functrans.control_flow._loops": 10,
-    "functrans.control_flow._cond": 10,
-    "functrans.control_flow._scan": 10,
-    "functrans.control_flow._while": 10,
-}
-
-
-def _imports(module: str) -> tuple[list[str], list[str]]:
-    """The functrans modules ``module`` imports at its top level, and those it imports
-    inside a function or class."""
-    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
-    tree = ast.parse(path.read_text())
-    top, nested = [], []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("functrans"):
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            (top if node in tree.body else nested).extend(names)
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names if a.name.startswith("functrans")]
-            (top if node in tree.body else nested).extend(names)
-    return top, nested
-
-
-@pytest.mark.parametrize("module", sorted(RANKS))
-def test_transforms_import_downward_at_the_top(module):
-    top, nested = _imports(module)
-    assert not nested, f"{module} imports inside a function: {nested}"
-    for name in top:
-        if name in RANKS:
-            assert RANKS[name] < RANKS[module] or module.startswith("functrans.control_flow"), (
-                f"{module} imports {name}, which sits above it"
-            )
 
 
 def test_argnums_are_checked_once_in_the_same_words():
